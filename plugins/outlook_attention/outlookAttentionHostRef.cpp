@@ -1,0 +1,168 @@
+/*
+ * Host (CPU) replay of the outlook-attention kernels, compiled from the same index code
+ * (outlookAttentionCommon.cuh) with a plain C++ compiler. Used by the tests to check the tiling,
+ * window ranges and staging against the PyTorch reference without a GPU. FP32 only.
+ *
+ *   g++ -std=c++17 -O2 -shared -fPIC outlookAttentionHostRef.cpp -o libvolo_outlook_hostref.so
+ */
+#include "outlookAttentionCommon.cuh"
+
+#include <cstdint>
+#include <algorithm>
+#include <vector>
+
+namespace
+{
+
+template <int32_t VEC>
+struct HostLoadVec
+{
+    void operator()(float const* p, float (&o)[VEC]) const
+    {
+        for (int32_t i = 0; i < VEC; ++i)
+        {
+            o[i] = p[i];
+        }
+    }
+};
+
+template <int32_t VEC, int32_t KT>
+void tiledImpl(float const* v, float const* attn, float* out, volo::OutlookShape const& sh, volo::TilePlan const& plan)
+{
+    std::vector<float> sP(static_cast<size_t>(plan.pFloats));
+    std::vector<float> sV(static_cast<size_t>(plan.vElems));
+    int32_t const s = sh.stride;
+    int32_t const ty = plan.ci * s;
+    int32_t const tx = plan.cj * s;
+    int32_t const k = sh.k;
+    int32_t const kk = k * k;
+    int32_t const nv = sh.headDim / VEC;
+    HostLoadVec<VEC> const loadVec;
+    for (int32_t b = 0; b < sh.batch; ++b)
+    {
+        for (int32_t tile = 0; tile < plan.tilesY * plan.tilesX; ++tile)
+        {
+            for (int32_t head = 0; head < sh.heads; ++head)
+            {
+                int32_t const y0 = (tile / plan.tilesX) * ty;
+                int32_t const x0 = (tile % plan.tilesX) * tx;
+                volo::TileGeom const g = volo::makeTile(sh, y0, x0, ty, tx);
+                // Poison the staging buffers: every value read must have been staged.
+                std::fill(sP.begin(), sP.end(), 1e30F);
+                std::fill(sV.begin(), sV.end(), 1e30F);
+                int32_t const nLogits = g.nwy * g.nwx * kk * kk;
+                for (int32_t e = 0; e < nLogits; ++e)
+                {
+                    sP[static_cast<size_t>(e)] = attn[volo::logitIndex(sh, g, b, head, e)];
+                }
+                for (int32_t t = 0; t < g.rh * g.rw * nv; ++t)
+                {
+                    int64_t const src = volo::vRegionIndex(sh, g, b, head, VEC, t);
+                    for (int32_t i = 0; i < VEC; ++i)
+                    {
+                        sV[static_cast<size_t>(t) * VEC + i] = src >= 0 ? v[src + i] : 0.F;
+                    }
+                }
+                for (int32_t r = 0; r < g.nwy * g.nwx * kk; ++r)
+                {
+                    volo::softmaxRow(sP.data() + r * kk, kk, sh.scale);
+                }
+                for (int32_t t = 0; t < ty * tx * nv; ++t)
+                {
+                    int32_t dy = 0;
+                    int32_t dx = 0;
+                    int32_t cv = 0;
+                    volo::decodeTask(t, plan.ci, plan.cj, s, nv, dy, dx, cv);
+                    int32_t const y = y0 + dy;
+                    int32_t const x = x0 + dx;
+                    if (y >= sh.height || x >= sh.width)
+                    {
+                        continue;
+                    }
+                    float acc[VEC];
+                    volo::accumulatePixel<VEC, KT>(sh, g, sP.data(), sV.data(), y, x, cv * VEC, acc, loadVec);
+                    int64_t const dst = ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels
+                        + static_cast<int64_t>(head) * sh.headDim + cv * VEC;
+                    for (int32_t i = 0; i < VEC; ++i)
+                    {
+                        out[dst + i] = acc[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+bool makeShape(int batch, int height, int width, int channels, int attnH, int attnW, int k, int pad, int stride,
+    int heads, float scale, volo::OutlookShape& sh)
+{
+    if (batch <= 0 || height <= 0 || width <= 0 || channels <= 0 || k <= 0 || pad < 0 || stride <= 0 || heads <= 0
+        || channels % heads != 0 || attnH != volo::ceilDiv(height, stride) || attnW != volo::ceilDiv(width, stride))
+    {
+        return false;
+    }
+    sh = volo::OutlookShape{batch, height, width, channels, attnH, attnW, k, pad, stride, heads, channels / heads, scale};
+    return true;
+}
+
+} // namespace
+
+//! Tiled algorithm. Returns 0 on success, 1 for bad arguments, 2 when no tile fits `smemBudget`.
+//! Writes the chosen tile cells to plan_out[0..1] when plan_out is not null.
+extern "C" int volo_outlook_host_tiled(float const* v, float const* attn, float* out, int batch, int height,
+    int width, int channels, int attnH, int attnW, int k, int pad, int stride, int heads, float scale,
+    long long smemBudget, int maxCells, int vec, int* planOut)
+{
+    volo::OutlookShape sh{};
+    if (!makeShape(batch, height, width, channels, attnH, attnW, k, pad, stride, heads, scale, sh) || maxCells < 1
+        || (vec != 1 && vec != 2 && vec != 4) || sh.headDim % vec != 0)
+    {
+        return 1;
+    }
+    volo::TilePlan const plan = volo::planTiles(sh, 4, smemBudget, maxCells);
+    if (plan.smemBytes == 0)
+    {
+        return 2;
+    }
+    if (planOut != nullptr)
+    {
+        planOut[0] = plan.ci;
+        planOut[1] = plan.cj;
+    }
+    bool const k3 = k == 3;
+    switch (vec)
+    {
+    case 4: k3 ? tiledImpl<4, 3>(v, attn, out, sh, plan) : tiledImpl<4, 0>(v, attn, out, sh, plan); break;
+    case 2: k3 ? tiledImpl<2, 3>(v, attn, out, sh, plan) : tiledImpl<2, 0>(v, attn, out, sh, plan); break;
+    default: k3 ? tiledImpl<1, 3>(v, attn, out, sh, plan) : tiledImpl<1, 0>(v, attn, out, sh, plan); break;
+    }
+    return 0;
+}
+
+//! Direct algorithm of the generic kernel (one output element at a time). Returns 0 or 1.
+extern "C" int volo_outlook_host_direct(float const* v, float const* attn, float* out, int batch, int height,
+    int width, int channels, int attnH, int attnW, int k, int pad, int stride, int heads, float scale)
+{
+    volo::OutlookShape sh{};
+    if (!makeShape(batch, height, width, channels, attnH, attnW, k, pad, stride, heads, scale, sh))
+    {
+        return 1;
+    }
+    auto const ldV = [v](int64_t i) { return v[i]; };
+    auto const ldA = [attn](int64_t i) { return attn[i]; };
+    int64_t idx = 0;
+    for (int32_t b = 0; b < batch; ++b)
+    {
+        for (int32_t y = 0; y < height; ++y)
+        {
+            for (int32_t x = 0; x < width; ++x)
+            {
+                for (int32_t c = 0; c < channels; ++c)
+                {
+                    out[idx++] = volo::outlookElementDirect(sh, b, y, x, c, ldV, ldA);
+                }
+            }
+        }
+    }
+    return 0;
+}
