@@ -1,0 +1,233 @@
+"""Native outlook-attention kernel: build it with CMake and call it from Python (ctypes).
+
+Import-safe without CUDA, torch CUDA or TensorRT: tools are looked up when used.
+
+    lib = build_kernel_library("build/outlook", archs="90")
+    kernel = load_kernel(lib)
+    out = kernel.outlook_attention(v, attn, OutlookParams(3, 1, 2, 6, 32**-0.5))
+
+The plugin sources live in ``plugins/outlook_attention`` (see its README).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+KERNEL_LIB = "libvolo_outlook_kernel.so"
+HOSTREF_LIB = "libvolo_outlook_hostref.so"
+PLUGIN_LIB = "libvolo_outlook_plugin.so"
+DTYPE_FP32, DTYPE_FP16 = 0, 1
+
+
+class NativeBuildError(RuntimeError):
+    """CMake / nvcc are missing or the build failed."""
+
+
+class NativeKernelError(RuntimeError):
+    """The kernel launcher returned a non-zero cudaError_t."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"volo_outlook_attention failed: cudaError {code} ({message})")
+        self.code = code
+
+
+def plugin_source_dir() -> Path:
+    """Directory of the outlook-attention kernel/plugin sources (``plugins/outlook_attention``)."""
+    return Path(__file__).resolve().parent.parent / "plugins" / "outlook_attention"
+
+
+def _find_nvcc() -> str | None:
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root and (Path(root) / "bin" / "nvcc").is_file():
+            return str(Path(root) / "bin" / "nvcc")
+    return None
+
+
+def build_kernel_library(
+    build_dir: str | os.PathLike[str],
+    archs: str | Sequence[str | int] | None = None,
+    tensorrt_include: str | os.PathLike[str] | None = None,
+    headers_only: bool = False,
+    jobs: int | None = None,
+) -> Path:
+    """Configure and build ``plugins/outlook_attention`` with CMake; return the kernel library path.
+
+    ``archs``: CUDA architectures (``"90"``, ``"87;90"`` or ``[87, 90]``); None = CMake default list.
+    ``tensorrt_include``: NvInfer.h directory, to also build the plugin (``headers_only`` skips libnvinfer).
+    Raises :class:`NativeBuildError` when cmake/nvcc are missing or the build fails.
+    """
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise NativeBuildError("cmake not found on PATH (needed to build the outlook-attention kernel)")
+    nvcc = _find_nvcc()
+    if nvcc is None:
+        raise NativeBuildError("nvcc not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin): install the CUDA toolkit")
+    build = Path(build_dir).resolve()
+    build.mkdir(parents=True, exist_ok=True)
+    args = [cmake, "-S", str(plugin_source_dir()), "-B", str(build), f"-DCMAKE_CUDA_COMPILER={nvcc}"]
+    if archs is not None:
+        arch_list = archs if isinstance(archs, str) else ";".join(str(a) for a in archs)
+        args.append(f"-DCMAKE_CUDA_ARCHITECTURES={arch_list}")
+    if tensorrt_include is not None:
+        args.append(f"-DTENSORRT_INCLUDE_DIR={Path(tensorrt_include).resolve()}")
+        args.append(f"-DVOLO_PLUGIN_HEADERS_ONLY={'ON' if headers_only else 'OFF'}")
+    else:
+        args.append("-DVOLO_BUILD_PLUGIN=OFF")
+    steps = [args, [cmake, "--build", str(build), "-j", str(jobs or os.cpu_count() or 2)]]
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise NativeBuildError(
+                f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            )
+    lib = build / KERNEL_LIB
+    if not lib.is_file():
+        raise NativeBuildError(f"build finished but {lib} is missing")
+    return lib
+
+
+def _cuda_error_message(code: int) -> str:
+    return {1: "cudaErrorInvalidValue", 716: "cudaErrorMisalignedAddress"}.get(code, "see cuda_runtime_api.h")
+
+
+class OutlookKernel:
+    """ctypes wrapper of ``volo_outlook_attention`` for torch CUDA tensors."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lib = ctypes.CDLL(str(self.path))
+        fn = self._lib.volo_outlook_attention
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 12 + [ctypes.c_float, ctypes.c_void_p]
+        self._fn = fn
+        self._lib.volo_outlook_kernel_version.restype = ctypes.c_int
+
+    @property
+    def version(self) -> int:
+        """Kernel library version, major * 10000 + minor * 100 + patch."""
+        return int(self._lib.volo_outlook_kernel_version())
+
+    def outlook_attention(self, v: Any, attn: Any, params: Any, stream: Any = None, out: Any = None) -> Any:
+        """Fused core on CUDA tensors ``v`` (B, H, W, C) and ``attn`` (B, h, w, heads*k^4); returns (B, H, W, C).
+
+        ``params``: :class:`volo_deploy.models.outlook.OutlookParams` (or any object with its fields).
+        ``stream``: a ``torch.cuda.Stream`` or raw handle; default the current stream of ``v``'s device.
+        """
+        import torch
+
+        k, heads = int(params.kernel_size), int(params.num_heads)
+        for name, t in (("v", v), ("attn", attn)):
+            if not isinstance(t, torch.Tensor) or not t.is_cuda:
+                raise ValueError(f"{name} must be a CUDA torch.Tensor")
+            if t.dim() != 4 or not t.is_contiguous():
+                raise ValueError(f"{name} must be a contiguous 4-D tensor, got shape {tuple(t.shape)}")
+        if v.dtype not in (torch.float32, torch.float16) or attn.dtype != v.dtype:
+            raise ValueError(f"v and attn must both be float32 or float16, got {v.dtype} and {attn.dtype}")
+        if v.device != attn.device:
+            raise ValueError("v and attn must be on the same device")
+        b, hh, ww, c = v.shape
+        s = int(params.stride)
+        if s <= 0 or k <= 0:
+            raise ValueError(f"stride and kernel_size must be positive, got {s} and {k}")
+        expected = (b, math.ceil(hh / s), math.ceil(ww / s), heads * k**4)
+        if tuple(attn.shape) != expected:
+            raise ValueError(f"attn shape {tuple(attn.shape)} != expected {expected} for v {tuple(v.shape)}")
+        if heads <= 0 or c % heads != 0:
+            raise ValueError(f"channels {c} not divisible by num_heads {heads}")
+        if out is None:
+            out = torch.empty_like(v)
+        elif out.shape != v.shape or out.dtype != v.dtype or out.device != v.device or not out.is_contiguous():
+            raise ValueError("out must be a contiguous tensor like v")
+        if stream is None:
+            handle = torch.cuda.current_stream(v.device).cuda_stream
+        else:
+            handle = getattr(stream, "cuda_stream", stream)
+        dtype = DTYPE_FP32 if v.dtype == torch.float32 else DTYPE_FP16
+        with torch.cuda.device(v.device):
+            code = self._fn(
+                v.data_ptr(), attn.data_ptr(), out.data_ptr(), dtype, b, hh, ww, c, attn.shape[1], attn.shape[2],
+                k, int(params.padding), s, heads, float(params.scale), handle,
+            )
+        if code != 0:
+            raise NativeKernelError(code, _cuda_error_message(code))
+        return out
+
+
+def load_kernel(path: str | os.PathLike[str]) -> OutlookKernel:
+    """Load ``libvolo_outlook_kernel.so`` (from :func:`build_kernel_library`)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"kernel library not found: {path}")
+    return OutlookKernel(path)
+
+
+class HostReference:
+    """CPU replay of the kernel (same index code), float32 numpy arrays; for tests without a GPU."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._lib = ctypes.CDLL(str(path))
+        common = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 10 + [ctypes.c_float]
+        self._lib.volo_outlook_host_tiled.argtypes = common + [ctypes.c_longlong, ctypes.c_int, ctypes.c_int,
+                                                               ctypes.c_void_p]
+        self._lib.volo_outlook_host_tiled.restype = ctypes.c_int
+        self._lib.volo_outlook_host_direct.argtypes = common
+        self._lib.volo_outlook_host_direct.restype = ctypes.c_int
+
+    def _args(self, v: Any, attn: Any, params: Any) -> tuple[Any, list[Any]]:
+        import numpy as np
+
+        v = np.ascontiguousarray(v, dtype=np.float32)
+        attn = np.ascontiguousarray(attn, dtype=np.float32)
+        out = np.zeros_like(v)
+        b, hh, ww, c = v.shape
+        args = [v.ctypes.data, attn.ctypes.data, out.ctypes.data, b, hh, ww, c, attn.shape[1], attn.shape[2],
+                params.kernel_size, params.padding, params.stride, params.num_heads, float(params.scale)]
+        return (v, attn, out), args
+
+    def tiled(self, v: Any, attn: Any, params: Any, smem_budget: int = 48 * 1024, max_cells: int = 8,
+              vec: int = 1) -> tuple[Any, tuple[int, int]]:
+        """Tiled algorithm of the CUDA kernel; returns (out, (cells_y, cells_x) per tile)."""
+        import numpy as np
+
+        keep, args = self._args(v, attn, params)
+        plan = np.zeros(2, dtype=np.int32)
+        code = self._lib.volo_outlook_host_tiled(*args, smem_budget, max_cells, vec, plan.ctypes.data)
+        if code != 0:
+            raise ValueError(f"host reference rejected the arguments (code {code})")
+        return keep[2], (int(plan[0]), int(plan[1]))
+
+    def direct(self, v: Any, attn: Any, params: Any) -> Any:
+        """Direct algorithm of the generic kernel."""
+        keep, args = self._args(v, attn, params)
+        if self._lib.volo_outlook_host_direct(*args) != 0:
+            raise ValueError("host reference rejected the arguments")
+        return keep[2]
+
+
+def build_host_reference(build_dir: str | os.PathLike[str]) -> Path:
+    """Compile the CPU replay with the host C++ compiler only (no CUDA needed); return the .so path."""
+    cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if cxx is None:
+        raise NativeBuildError("no C++ compiler found (g++, c++, clang++ or $CXX)")
+    build = Path(build_dir).resolve()
+    build.mkdir(parents=True, exist_ok=True)
+    out = build / HOSTREF_LIB
+    src = plugin_source_dir() / "outlookAttentionHostRef.cpp"
+    cmd = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", str(src), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise NativeBuildError(f"host reference build failed: {' '.join(cmd)}\n{proc.stderr[-4000:]}")
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - manual helper
+    print(build_kernel_library(sys.argv[1] if len(sys.argv) > 1 else "build/outlook"))
