@@ -1,0 +1,1 @@
+"""Images in, model-ready arrays out: eval transform, dataset layouts, subsets, demo data."""
