@@ -27,7 +27,7 @@ struct HostLoadVec
 };
 
 template <int32_t VEC, int32_t KT>
-void tiledImpl(float const* v, float const* attn, float* out, volo::OutlookShape const& sh, volo::TilePlan const& plan)
+bool tiledImpl(float const* v, float const* attn, float* out, volo::OutlookShape const& sh, volo::TilePlan const& plan)
 {
     std::vector<float> sP(static_cast<size_t>(plan.pFloats));
     std::vector<float> sV(static_cast<size_t>(plan.vElems));
@@ -47,6 +47,12 @@ void tiledImpl(float const* v, float const* attn, float* out, volo::OutlookShape
                 int32_t const y0 = (tile / plan.tilesX) * ty;
                 int32_t const x0 = (tile % plan.tilesX) * tx;
                 volo::TileGeom const g = volo::makeTile(sh, y0, x0, ty, tx);
+                // The plan's smem sizes must bound every tile (the kernel has no such check).
+                if (static_cast<int64_t>(g.nwy) * g.nwx * kk * kk > plan.pFloats
+                    || static_cast<int64_t>(g.rh) * g.rw * sh.headDim > plan.vElems)
+                {
+                    return false;
+                }
                 // Poison the staging buffers: every value read must have been staged.
                 std::fill(sP.begin(), sP.end(), 1e30F);
                 std::fill(sV.begin(), sV.end(), 1e30F);
@@ -91,6 +97,7 @@ void tiledImpl(float const* v, float const* attn, float* out, volo::OutlookShape
             }
         }
     }
+    return true;
 }
 
 bool makeShape(int batch, int height, int width, int channels, int attnH, int attnW, int k, int pad, int stride,
@@ -107,7 +114,8 @@ bool makeShape(int batch, int height, int width, int channels, int attnH, int at
 
 } // namespace
 
-//! Tiled algorithm. Returns 0 on success, 1 for bad arguments, 2 when no tile fits `smemBudget`.
+//! Tiled algorithm. Returns 0 on success, 1 for bad arguments, 2 when no tile fits `smemBudget`,
+//! 3 when a tile needs more staging than the plan reserved (a planning bug).
 //! Writes the chosen tile cells to plan_out[0..1] when plan_out is not null.
 extern "C" int volo_outlook_host_tiled(float const* v, float const* attn, float* out, int batch, int height,
     int width, int channels, int attnH, int attnW, int k, int pad, int stride, int heads, float scale,
@@ -130,13 +138,14 @@ extern "C" int volo_outlook_host_tiled(float const* v, float const* attn, float*
         planOut[1] = plan.cj;
     }
     bool const k3 = k == 3;
+    bool ok = false;
     switch (vec)
     {
-    case 4: k3 ? tiledImpl<4, 3>(v, attn, out, sh, plan) : tiledImpl<4, 0>(v, attn, out, sh, plan); break;
-    case 2: k3 ? tiledImpl<2, 3>(v, attn, out, sh, plan) : tiledImpl<2, 0>(v, attn, out, sh, plan); break;
-    default: k3 ? tiledImpl<1, 3>(v, attn, out, sh, plan) : tiledImpl<1, 0>(v, attn, out, sh, plan); break;
+    case 4: ok = k3 ? tiledImpl<4, 3>(v, attn, out, sh, plan) : tiledImpl<4, 0>(v, attn, out, sh, plan); break;
+    case 2: ok = k3 ? tiledImpl<2, 3>(v, attn, out, sh, plan) : tiledImpl<2, 0>(v, attn, out, sh, plan); break;
+    default: ok = k3 ? tiledImpl<1, 3>(v, attn, out, sh, plan) : tiledImpl<1, 0>(v, attn, out, sh, plan); break;
     }
-    return 0;
+    return ok ? 0 : 3;
 }
 
 //! Direct algorithm of the generic kernel (one output element at a time). Returns 0 or 1.
