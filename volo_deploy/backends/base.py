@@ -1,0 +1,168 @@
+"""Backend interface and registry.
+
+A backend couples an exporter (PyTorch VOLO -> artifact files) and a runner
+(artifact -> logits). Adding one means subclassing :class:`Backend` and decorating it
+with :func:`register_backend`; nothing else changes. Public methods check inputs and
+time; subclasses override the ``_impl`` parts only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from volo_deploy.errors import BackendUnavailable, BadInputError
+
+_REGISTRY: dict[str, type["Backend"]] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_backend(name: str, *aliases: str):
+    """Class decorator: make a :class:`Backend` subclass known under ``name`` (and aliases)."""
+
+    def wrap(cls: type[Backend]) -> type[Backend]:
+        cls.name = name
+        _REGISTRY[name] = cls
+        for a in aliases:
+            _ALIASES[a] = name
+        return cls
+
+    return wrap
+
+
+BUILTIN_MODULES = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend")
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers the classes; none of them imports its runtime at import time.
+    import importlib
+
+    for mod in BUILTIN_MODULES:
+        importlib.import_module(f"volo_deploy.backends.{mod}")
+
+
+def backend_names() -> list[str]:
+    _load_builtin()
+    return list(_REGISTRY)
+
+
+def get_backend(name: str) -> type["Backend"]:
+    """The backend class registered as ``name`` (or an alias such as ``onnx``, ``trt``)."""
+    _load_builtin()
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in _REGISTRY:
+        known = ", ".join(sorted(list(_REGISTRY) + list(_ALIASES)))
+        raise BadInputError(f"unknown backend {name!r}; known: {known}")
+    return _REGISTRY[key]
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What every exporter needs, whatever the backend."""
+
+    output_dir: Path
+    precision: str = "fp32"
+    batch: int = 1
+    dynamic_batch: bool = False
+    opset: int = 18
+    force: bool = False
+    calib_data: Path | None = None
+    checkpoint_sha256: str = ""  # filled by the export pipeline
+    options: Any = None  # the backend's own frozen Options dataclass
+
+
+@dataclass
+class ExportResult:
+    backend: str
+    precision: str
+    output_dir: Path
+    model_file: Path
+    files: list[Path]
+    manifest: Path
+    validation: dict[str, float]
+    export_seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    """Runs one artifact. ``run`` checks the batch and records the wall time of each call."""
+
+    def __init__(self, input_shape: tuple[int | None, ...]) -> None:
+        self.input_shape = input_shape  # (batch or None, 3, S, S)
+        self.times: list[float] = []
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        want = self.input_shape
+        if batch.ndim != 4 or any(w is not None and w != g for w, g in zip(want, batch.shape)):
+            raise BadInputError(f"input batch of shape {tuple(batch.shape)} does not fit the model input {want}")
+        start = time.perf_counter()
+        out = self._run_impl(batch)
+        self.times.append(time.perf_counter() - start)
+        return out
+
+    @abstractmethod
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None:
+        """Release runtime resources (optional)."""
+
+
+class Backend(ABC):
+    """One deployment target: ``export`` writes artifacts, ``load`` gives a :class:`Runner`."""
+
+    name: ClassVar[str] = ""
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    model_suffix: ClassVar[str] = ""
+    Options: ClassVar[type | None] = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """``None`` when the runtime can be used here, else a one-line reason."""
+        return None
+
+    @classmethod
+    def require(cls) -> None:
+        reason = cls.unavailable_reason()
+        if reason:
+            raise BackendUnavailable(f"backend {cls.name}: unavailable: {reason}")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add this backend's own ``volo-export`` flags (none by default)."""
+
+    @classmethod
+    def options_from_args(cls, args: argparse.Namespace) -> Any:
+        return None
+
+    def model_filename(self, model_name: str, precision: str) -> str:
+        return f"{model_name}_{precision}{self.model_suffix}"
+
+    def check_request(self, request: ExportRequest) -> None:
+        """Refuse a request this backend cannot serve here (default: runtime must be installed)."""
+        self.require()
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in self.precisions:
+            raise BadInputError(f"backend {self.name} supports {', '.join(self.precisions)}, not {precision}")
+
+    @abstractmethod
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
+        """Write the artifact(s) into ``staged`` (``model_file`` first); return details for the manifest.
+
+        Extra files must be listed under ``details["extra_files"]`` (names relative to ``staged``).
+        """
+
+    @abstractmethod
+    def load(self, artifact: Path, options: Any = None) -> Runner:
+        """A runner for a written artifact."""
+
+    def default_validation_options(self) -> Any:
+        """Runtime options used right after export."""
+        return None

@@ -1,0 +1,1 @@
+"""OpenVINO IR backend (implemented in the OpenVINO issue)."""

@@ -1,0 +1,1 @@
+"""TensorRT backend (implemented in the TensorRT issue)."""

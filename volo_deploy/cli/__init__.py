@@ -1,0 +1,1 @@
+"""Console entry points: ``volo-export``, ``volo-bench``, ``volo-gate``."""

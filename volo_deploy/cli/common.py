@@ -1,0 +1,53 @@
+"""Shared CLI plumbing: user errors become one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+
+from volo_deploy.errors import VoloDeployError
+
+
+def quiet_third_party() -> None:
+    """Silence exporter chatter that says nothing to a user (torchvision op skips, deprecations)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in (
+        "torch.onnx",
+        "torch.onnx._internal.exporter._registration",
+        "torch._dynamo",
+        "torch.export",
+        "nncf",
+        "onnxscript",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+def run_cli(fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call ``fn(argv)``; turn a :class:`VoloDeployError` into ``error: ...`` and its exit code."""
+    quiet_third_party()
+    try:
+        return fn(argv)
+    except VoloDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
+    return value

@@ -1,0 +1,84 @@
+"""``volo-export``: export a VOLO checkpoint for one backend and validate it.
+
+With no arguments it exports the bundled demo model to ONNX (``./volo_export``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from volo_deploy.cli.common import positive_int, run_cli
+
+
+def build_parser(backend_cls=None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="volo-export", description=__doc__.splitlines()[0])
+    p.add_argument("--backend", default="onnx", help="onnx | openvino | trt | torch (default: onnx)")
+    p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
+    p.add_argument("--checkpoint", type=Path, default=None, help=".pth/.pth.tar/.safetensors (default: the bundled demo)")
+    p.add_argument("--img-size", type=positive_int, default=None, help="input size, if not the checkpoint's")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--batch", type=positive_int, default=1, help="fixed batch size (default 1)")
+    g.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17, default 18)")
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="FP16 weights/compute where the backend supports it")
+    prec.add_argument("--int8", action="store_true", help="INT8 post-training quantization (needs --calib-data)")
+    p.add_argument("--calib-data", type=Path, default=None, help="calibration images (folder, list file or manifest)")
+    p.add_argument("--val-data", type=Path, default=None, help="images to validate on (default: demo digits or synthetic)")
+    p.add_argument("--atol", type=float, default=None, help="max abs logit error allowed in validation")
+    p.add_argument("--output", type=Path, default=Path("volo_export"), help="output folder (default ./volo_export)")
+    p.add_argument("--force", action="store_true", help="replace existing files in the output folder")
+    if backend_cls is not None:
+        backend_cls.add_arguments(p.add_argument_group(f"{backend_cls.name} options"))
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    from volo_deploy.backends import ExportRequest, get_backend
+
+    argv = sys.argv[1:] if argv is None else argv
+    pre, _ = build_parser().parse_known_args(argv)
+    backend_cls = get_backend(pre.backend)
+    args = build_parser(backend_cls).parse_args(argv)
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+
+    from dataclasses import replace
+
+    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.export.validate import DEFAULT_TOLERANCES
+
+    tol = DEFAULT_TOLERANCES[precision]
+    if args.atol is not None:
+        tol = replace(tol, max_abs=args.atol, max_rel=None)
+    request = ExportRequest(
+        output_dir=args.output,
+        precision=precision,
+        batch=args.batch,
+        dynamic_batch=args.dynamic_batch,
+        opset=args.opset,
+        force=args.force,
+        calib_data=args.calib_data,
+        options=backend_cls.options_from_args(args),
+    )
+    result = export_model(
+        backend_cls.name,
+        request,
+        model_name=args.model,
+        checkpoint=args.checkpoint,
+        img_size=args.img_size,
+        val_data=args.val_data,
+        tolerance=tol,
+    )
+    print(f"wrote {result.model_file} ({result.model_file.stat().st_size / 1e6:.1f} MB) in {result.export_seconds:.1f}s")
+    print(f"manifest: {result.manifest}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""PyTorch VOLO -> portable ONNX (no Col2Im, one ``volo.OutlookAttention`` node per block)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from volo_deploy.errors import ExportError
+from volo_deploy.models import outlook_onnx
+from volo_deploy.models.volo import VOLO
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+MIN_OPSET = 17
+DEFAULT_OPSET = 18
+
+
+def to_onnx_proto(model: VOLO, batch: int = 1, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET, form: str = "slice"):
+    """Export ``model`` to an in-memory ``onnx.ModelProto`` (FP32, NCHW input)."""
+    import onnx
+
+    if opset < MIN_OPSET:
+        raise ExportError(f"--opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}")
+    cfg = model.cfg
+    x = torch.randn(max(batch, 2) if dynamic_batch else batch, 3, cfg.img_size, cfg.img_size)
+    dyn = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
+    model = model.eval()
+    with outlook_onnx.as_onnx_nodes(model) as params, torch.no_grad():
+        distinct = set(params)
+        if len(distinct) > 1:
+            raise ExportError(f"outlook blocks with different attributes are not supported: {sorted(map(str, distinct))}")
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            prog = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=dyn,
+                custom_translation_table=outlook_onnx.translation_table(),
+                verbose=False,
+            )
+    proto = prog.model_proto
+    if not dynamic_batch:
+        _fix_batch(proto, batch)
+    if params:
+        grid = cfg.img_size // cfg.patch_size
+        fn = outlook_onnx.function_proto(params[0], (batch, grid, grid, cfg.embed_dims[0]), opset, form)
+        proto.functions.append(fn)
+        if not any(o.domain == outlook_onnx.DOMAIN for o in proto.opset_import):
+            proto.opset_import.append(onnx.helper.make_opsetid(outlook_onnx.DOMAIN, outlook_onnx.OP_VERSION))
+    return proto
+
+
+def _fix_batch(proto, batch: int) -> None:
+    for vi in list(proto.graph.input) + list(proto.graph.output):
+        dim0 = vi.type.tensor_type.shape.dim[0]
+        if dim0.HasField("dim_param") or dim0.dim_value != batch:
+            dim0.Clear()
+            dim0.dim_value = batch
+
+
+def op_histogram(proto) -> dict[str, int]:
+    """Op-type counts of the main graph plus function bodies (``domain.op`` for custom domains)."""
+    counts: Counter[str] = Counter()
+    for node in proto.graph.node:
+        counts[f"{node.domain}.{node.op_type}" if node.domain else node.op_type] += 1
+    for fn in proto.functions:
+        for node in fn.node:
+            counts[f"{fn.name}/{node.op_type}"] += 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def inline_functions(proto):
+    """The same model with every local function inlined (what OpenVINO needs)."""
+    import onnx.inliner
+
+    return onnx.inliner.inline_local_functions(proto)
+
+
+def save_proto(proto, path: Path) -> None:
+    import onnx
+
+    onnx.save_model(proto, str(path))

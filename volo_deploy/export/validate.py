@@ -1,0 +1,88 @@
+"""Compare a backend's logits with FP32 PyTorch; typed error past tolerance."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from volo_deploy.errors import ValidationError
+
+
+@dataclass(frozen=True)
+class LogitStats:
+    """Agreement of ``out`` with reference logits ``ref`` over a batch of images."""
+
+    n: int
+    max_abs: float
+    mean_abs: float
+    max_rel: float  # max_abs / max |ref|
+    cosine_min: float
+    cosine_mean: float
+    top1_agreement: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def compare_logits(ref: np.ndarray, out: np.ndarray) -> LogitStats:
+    """Error statistics of ``out`` against ``ref`` (both (N, classes))."""
+    ref = np.asarray(ref, dtype=np.float64)
+    out = np.asarray(out, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise ValidationError(f"output shape {out.shape} differs from the reference {ref.shape}")
+    diff = np.abs(out - ref)
+    denom = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    cos = np.where(denom > 0, (ref * out).sum(axis=1) / np.maximum(denom, 1e-300), 1.0)
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    return LogitStats(
+        n=int(ref.shape[0]),
+        max_abs=float(diff.max()) if diff.size else 0.0,
+        mean_abs=float(diff.mean()) if diff.size else 0.0,
+        max_rel=float(diff.max() / scale) if scale > 0 else 0.0,
+        cosine_min=float(cos.min()) if cos.size else 1.0,
+        cosine_mean=float(cos.mean()) if cos.size else 1.0,
+        top1_agreement=float((ref.argmax(1) == out.argmax(1)).mean()) if ref.size else 1.0,
+    )
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits an export must meet; ``None`` means not checked."""
+
+    max_abs: float | None = None
+    max_rel: float | None = None
+    min_cosine: float | None = None
+    min_agreement: float | None = None
+
+    def violations(self, s: LogitStats) -> list[str]:
+        checks = [
+            ("max abs error", s.max_abs, self.max_abs, "<="),
+            ("max relative error", s.max_rel, self.max_rel, "<="),
+            ("min cosine similarity", s.cosine_min, self.min_cosine, ">="),
+            ("top-1 agreement", s.top1_agreement, self.min_agreement, ">="),
+        ]
+        bad = []
+        for label, value, limit, op in checks:
+            if limit is None:
+                continue
+            ok = value <= limit if op == "<=" else value >= limit
+            if not ok:
+                bad.append(f"{label} {value:.3g} (limit {op} {limit:.3g})")
+        return bad
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999),
+    "fp16": Tolerance(max_rel=2e-2, min_cosine=0.999, min_agreement=0.9),
+    "int8": Tolerance(min_cosine=0.98, min_agreement=0.8),
+}
+
+
+def check(stats: LogitStats, tol: Tolerance, what: str) -> None:
+    """Raise :class:`ValidationError` listing every limit ``stats`` breaks."""
+    bad = tol.violations(stats)
+    if bad:
+        raise ValidationError(
+            f"{what} disagrees with FP32 PyTorch on {stats.n} images: " + "; ".join(bad), stats.as_dict()
+        )
