@@ -145,13 +145,16 @@ __global__ void __launch_bounds__(kMAX_THREADS, 2) outlookTiledKernel(T const* _
     int32_t const nThreads = static_cast<int32_t>(blockDim.x);
 
     // Stage the logits of the covering windows (one head) and the v region they read.
+    // Unrolled so that several independent global loads are in flight per thread.
     int32_t const nLogits = g.nwy * g.nwx * kk * kk;
+#pragma unroll 4
     for (int32_t e = tid; e < nLogits; e += nThreads)
     {
         sP[e] = toFloat(attn[logitIndex(sh, g, b, head, e)]);
     }
     int32_t const nv = sh.headDim / VEC;
     int32_t const nVec = g.rh * g.rw * nv;
+#pragma unroll 4
     for (int32_t t = tid; t < nVec; t += nThreads)
     {
         int64_t const src = vRegionIndex(sh, g, b, head, VEC, t);
