@@ -1,0 +1,152 @@
+"""Labeled images -> preprocessed float32 batches through the one :class:`EvalTransform`.
+
+Unreadable or corrupt files are skipped with a warning and recorded (``skipped``),
+never a crash midway. :func:`open_images` is the single entry point for "data" given
+as a folder, a list file or a subset manifest.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from volo_deploy.data.layouts import LabeledImages, open_dataset
+from volo_deploy.data.transforms import EvalTransform
+from volo_deploy.errors import DataError
+
+#: Errors that mean "this file is not a usable image" (Pillow raises SyntaxError for broken PNG chunks).
+_IMAGE_ERRORS = (DataError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_WARN_EACH = 5  # individual warnings before only the final summary
+
+
+@dataclass
+class Batch:
+    x: np.ndarray  # float32 (B, 3, S, S)
+    labels: np.ndarray  # int64 (B,)
+    paths: list[str]  # relative to the dataset root
+
+
+@dataclass
+class LoadedImages:
+    """A whole set in memory, plus the files that were skipped: (relative path, reason)."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def open_images(
+    source: str | Path, layout: str | None = None, root: str | Path | None = None, **opts
+) -> LabeledImages:
+    """Labeled images from a folder (layout detected unless given), a list file (paths relative
+    to ``root`` or its folder) or a subset manifest JSON (resolved against ``root`` or its
+    recorded root). ``opts`` go to the layout reader / :func:`open_dataset` (e.g. ``expect_classes``)."""
+    source = Path(source)
+    if source.suffix.lower() == ".json" and layout in (None, "manifest"):
+        from volo_deploy.data.sampler import read_manifest, resolve
+
+        verify = opts.pop("verify", "full")
+        expect = opts.pop("expect_classes", None)
+        if opts:
+            raise DataError(f"manifest {source}: unexpected options {sorted(opts)}")
+        data = resolve(read_manifest(source), root, verify=verify)
+        if expect is not None and len(data.classes) != expect:
+            raise DataError(f"manifest {source}: {len(data.classes)} classes, the model expects {expect}")
+        return data
+    if root is not None:
+        if not source.is_file():
+            raise DataError(f"data {source}: root= applies to list files and manifests, not to a folder")
+        opts["root"] = root
+    return open_dataset(source, layout, **opts)
+
+
+class ImageBatches:
+    """Iterable of :class:`Batch` over ``data``; ``skipped`` fills in as it goes.
+
+    ``for b in ImageBatches(data, tf, batch_size=32): ...`` then read ``.skipped``.
+    """
+
+    def __init__(
+        self,
+        data: LabeledImages,
+        transform: EvalTransform,
+        batch_size: int = 32,
+        *,
+        progress: bool = True,
+        desc: str = "images",
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"batch_size must be >= 1, got {batch_size}")
+        self.data, self.transform, self.batch_size = data, transform, batch_size
+        self.progress, self.desc = progress, desc
+        self.skipped: list[tuple[str, str]] = []
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        from tqdm.auto import tqdm
+
+        self.skipped = []
+        xs: list[np.ndarray] = []
+        labels: list[int] = []
+        paths: list[str] = []
+        with tqdm(total=len(self.data), desc=self.desc, unit="img", disable=not self.progress) as bar:
+            for rel, label in self.data.items:
+                try:
+                    xs.append(self._load(self.data.root / rel))
+                    labels.append(label)
+                    paths.append(Path(rel).as_posix())
+                except _IMAGE_ERRORS as exc:
+                    self._skip(Path(rel).as_posix(), exc)
+                bar.update(1)
+                if len(xs) == self.batch_size:
+                    yield Batch(np.stack(xs), np.asarray(labels, np.int64), paths)
+                    xs, labels, paths = [], [], []
+            if xs:
+                yield Batch(np.stack(xs), np.asarray(labels, np.int64), paths)
+        if self.skipped:
+            warnings.warn(
+                f"{len(self.skipped)} of {len(self.data)} image(s) under {self.data.root} skipped as unreadable",
+                stacklevel=2,
+            )
+
+    def _load(self, path: Path) -> np.ndarray:
+        with Image.open(path) as img:
+            img.load()
+            return self.transform(img)
+
+    def _skip(self, rel: str, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"
+        self.skipped.append((rel, reason))
+        if len(self.skipped) <= _WARN_EACH:
+            warnings.warn(f"skipping unreadable image {self.data.root / rel} ({reason})", stacklevel=3)
+
+
+def iter_batches(
+    data: LabeledImages, transform: EvalTransform, batch_size: int = 32, *, progress: bool = True
+) -> ImageBatches:
+    """Batches for large evaluations (nothing held beyond one batch); see :class:`ImageBatches`."""
+    return ImageBatches(data, transform, batch_size, progress=progress)
+
+
+def load_images(
+    data: LabeledImages, transform: EvalTransform, *, progress: bool = True, desc: str = "images"
+) -> LoadedImages:
+    """Every image of ``data`` in memory. DataError only if none could be read."""
+    batches = ImageBatches(data, transform, batch_size=256, progress=progress, desc=desc)
+    parts = list(batches)
+    if not parts:
+        raise DataError(f"data {data.root}: none of {len(data)} image(s) could be read (e.g. {batches.skipped[:1]})")
+    return LoadedImages(
+        x=np.concatenate([b.x for b in parts]),
+        labels=np.concatenate([b.labels for b in parts]),
+        paths=[p for b in parts for p in b.paths],
+        skipped=batches.skipped,
+    )

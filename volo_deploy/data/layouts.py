@@ -1,0 +1,537 @@
+"""Labeled image sets from the layouts people really have, all read into :class:`LabeledImages`.
+
+Layouts (``open_dataset(path, layout=None)`` picks one when not given):
+
+- ``imagefolder``: one folder per class. Class index = sorted folder order (synsets),
+  except all-numeric folder names (ImageNet-V2 ``0..999``), which ARE the class index
+  (never string-sorted: "10" < "2").
+- ``imagenet-val-gt``: flat val folder + ``ILSVRC2012_validation_ground_truth.txt``
+  (1-based devkit IDs) + the devkit's ID->synset mapping (``meta.mat`` or ``ID synset``
+  text). The devkit IDs are NOT the sorted-synset index; a GT file without mapping is an error.
+- ``kaggle-loc-val``: flat val folder + ``LOC_val_solution.csv`` + ``LOC_synset_mapping.txt``.
+- ``list``: a text file of ``relative/path label`` lines.
+
+Every reader checks what it reads and raises :class:`DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import inspect
+import os
+import re
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from volo_deploy.data.samples import IMAGE_SUFFIXES
+from volo_deploy.errors import DataError
+
+GT_NAME = "ILSVRC2012_validation_ground_truth.txt"
+META_NAME = "meta.mat"
+DEVKIT_DATA = Path("ILSVRC2012_devkit_t12") / "data"
+KAGGLE_CSV = "LOC_val_solution.csv"
+KAGGLE_MAPPING = "LOC_synset_mapping.txt"
+_SUFFIXES = frozenset(s.lower() for s in IMAGE_SUFFIXES)
+_SYNSET = re.compile(r"^n\d{8}$")
+
+
+@dataclass
+class LabeledImages:
+    """Images under ``root`` with integer labels; ``classes[label]`` names the class."""
+
+    root: Path
+    items: list[tuple[Path, int]]  # paths relative to root
+    classes: list[str]
+    layout: str
+    notes: list[str] = field(default_factory=list)  # how labels were decided (reported to users)
+    classes_inferred: bool = False  # classes = 0..max(label) seen; may be widened to the model's num_classes
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def paths(self) -> list[Path]:
+        """Absolute paths, in item order."""
+        return [self.root / p for p, _ in self.items]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray([lab for _, lab in self.items], dtype=np.int64)
+
+    def class_counts(self) -> list[int]:
+        """Number of images of each class (index = label)."""
+        counts = Counter(lab for _, lab in self.items)
+        return [counts.get(i, 0) for i in range(len(self.classes))]
+
+    def fingerprint(self) -> str:
+        return root_fingerprint(self.root)
+
+    def describe(self) -> str:
+        return f"{self.layout} at {self.root}: {len(self.items)} images, {len(self.classes)} classes"
+
+
+# ---------------------------------------------------------------- listing and fingerprint
+
+
+def is_image(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in _SUFFIXES
+
+
+def scan_images(root: str | Path, sizes: bool = True) -> list[tuple[str, int]]:
+    """(posix path relative to ``root``, size in bytes) of every image under ``root``, sorted.
+
+    Hidden files and folders (leading ``.``) are skipped. ``sizes=False`` saves a stat per file (size 0).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data {root}: not a folder")
+    out: list[tuple[str, int]] = []
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                if e.name.startswith("."):
+                    continue
+                if e.is_dir():
+                    stack.append(Path(e.path))
+                elif is_image(e.name) and e.is_file():
+                    out.append((Path(e.path).relative_to(root).as_posix(), e.stat().st_size if sizes else 0))
+    out.sort()
+    return out
+
+
+def root_fingerprint(root: str | Path, listing: list[tuple[str, int]] | None = None) -> str:
+    """``sha256:<hex>`` of the sorted relative paths and sizes of every image under ``root``.
+
+    Cheap (no file is read) and stable across machines as long as the files are unchanged.
+    """
+    listing = scan_images(root) if listing is None else listing
+    h = hashlib.sha256()
+    for rel, size in listing:
+        h.update(f"{rel}\t{size}\n".encode())
+    return f"sha256:{h.hexdigest()}"
+
+
+def paths_fingerprint(paths: list[str]) -> str:
+    """``sha256:<hex>`` of sorted relative paths only (sizes ignored)."""
+    h = hashlib.sha256()
+    for rel in sorted(paths):
+        h.update(f"{rel}\n".encode())
+    return f"sha256:{h.hexdigest()}"
+
+
+# ---------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class LayoutReader:
+    name: str
+    read: Callable[..., LabeledImages]
+    detect: Callable[[Path], bool]
+    help: str
+
+
+LAYOUTS: dict[str, LayoutReader] = {}
+
+
+def register_layout(name: str, detect: Callable[[Path], bool], help: str):
+    """Decorator: register ``read(path, **opts) -> LabeledImages`` under ``name``."""
+
+    def deco(fn: Callable[..., LabeledImages]) -> Callable[..., LabeledImages]:
+        LAYOUTS[name] = LayoutReader(name, fn, detect, help)
+        return fn
+
+    return deco
+
+
+def open_dataset(
+    path: str | Path, layout: str | None = None, *, expect_classes: int | None = None, **opts
+) -> LabeledImages:
+    """Read a labeled image set; ``layout=None`` detects it. ``expect_classes`` (the model's
+    num_classes) is checked against the classes found. Other options go to the reader."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"data {path}: not found")
+    if layout is None:
+        layout = detect_layout(path)
+    if layout not in LAYOUTS:
+        raise DataError(f"data {path}: unknown layout {layout!r}; known: {', '.join(sorted(LAYOUTS))}")
+    reader = LAYOUTS[layout].read
+    allowed = [k for k in inspect.signature(reader).parameters if k != "path"]
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise DataError(f"data {path}: layout {layout} takes options {allowed}, not {unknown}")
+    data = reader(path, **opts)
+    if not data.items:
+        raise DataError(f"data {path}: no images found ({layout} layout)")
+    check_classes(data, expect_classes)
+    return data
+
+
+def detect_layout(path: Path) -> str:
+    """The one layout whose detector accepts ``path``; DataError when none or several do."""
+    hits = [r.name for r in LAYOUTS.values() if r.detect(path)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        known = "; ".join(f"{r.name}: {r.help}" for r in LAYOUTS.values())
+        raise DataError(f"data {path}: layout not recognised. Pass layout= one of [{known}]")
+    raise DataError(f"data {path}: ambiguous layout (matches {', '.join(hits)}); pass layout= explicitly")
+
+
+def check_classes(data: LabeledImages, expect_classes: int | None) -> None:
+    """Labels within ``classes``; ``len(classes) == expect_classes`` when given."""
+    n = len(data.classes)
+    bad = [(p, lab) for p, lab in data.items if not 0 <= lab < n]
+    if bad:
+        raise DataError(
+            f"data {data.root}: {len(bad)} label(s) outside 0..{n - 1} (e.g. {bad[0][0]} -> {bad[0][1]})"
+        )
+    if expect_classes is not None and data.classes_inferred and n < expect_classes:
+        data.classes = data.classes + [str(i) for i in range(n, expect_classes)]
+        n = expect_classes
+    if expect_classes is not None and n != expect_classes:
+        raise DataError(
+            f"data {data.root} ({data.layout}): found {n} classes, the model expects {expect_classes}"
+            + ("; " + "; ".join(data.notes) if data.notes else "")
+        )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _class_dirs(path: Path) -> list[str]:
+    if not path.is_dir():
+        return []
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def _flat_images(path: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(path) if e.is_file() and is_image(e.name))
+
+
+def _find_near(path: Path, name: str, explicit: str | Path | None, what: str) -> Path | None:
+    """``explicit`` if given (must exist), else ``name`` in ``path``, its 4 parents, or their devkit/data
+    (Kaggle: ``ILSVRC/Data/CLS-LOC/val`` is 4 levels below ``LOC_val_solution.csv``)."""
+    if explicit is not None:
+        p = Path(explicit)
+        if not p.is_file():
+            raise DataError(f"{what} {p}: not found")
+        return p
+    d = path if path.is_dir() else path.parent
+    for cand in [d, *list(d.parents)[:4]]:
+        for p in (cand / name, cand / DEVKIT_DATA / name):
+            if p.is_file():
+                return p
+    return None
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read ({exc})") from None
+    return text.splitlines()
+
+
+def _stem_numbers(names: list[str]) -> list[int] | None:
+    nums = []
+    for n in names:
+        m = re.search(r"(\d+)$", os.path.splitext(n)[0])
+        if not m:
+            return None
+        nums.append(int(m.group(1)))
+    return nums
+
+
+# ---------------------------------------------------------------- ImageFolder
+
+
+def _is_imagefolder(path: Path) -> bool:
+    return path.is_dir() and bool(_class_dirs(path)) and not _flat_images(path)
+
+
+@register_layout("imagefolder", _is_imagefolder, "one sub-folder per class (synsets, names, or 0..N-1)")
+def read_imagefolder(path: Path, *, numeric: bool | None = None) -> LabeledImages:
+    """Class folders. ``numeric=None`` detects all-numeric names (ImageNet-V2: the name is the
+    class index); ``numeric=False`` forces sorted-string order (torchvision ImageFolder)."""
+    path = Path(path)
+    dirs = _class_dirs(path)
+    if not dirs:
+        raise DataError(f"data {path}: no class sub-folders")
+    loose = _flat_images(path)
+    if loose:
+        raise DataError(
+            f"data {path}: has both class sub-folders and {len(loose)} loose images (e.g. {loose[0]}); "
+            "a flat val folder needs a label file (layout imagenet-val-gt, kaggle-loc-val or list)"
+        )
+    all_numeric = all(d.isdigit() for d in dirs)
+    if numeric is None:
+        numeric = all_numeric
+    notes: list[str] = []
+    if numeric:
+        if not all_numeric:
+            bad = [d for d in dirs if not d.isdigit()][:3]
+            raise DataError(f"data {path}: numeric=True but folders {bad} are not integers")
+        idx = {d: int(d) for d in dirs}
+        dup = [k for k, v in Counter(idx.values()).items() if v > 1]
+        if dup:
+            raise DataError(f"data {path}: several folders name class {dup[0]} (e.g. leading zeros)")
+        classes = [str(i) for i in range(max(idx.values()) + 1)]
+        notes.append("numeric class folders: folder name = class index (not string-sorted)")
+        missing = len(classes) - len(dirs)
+        if missing:
+            notes.append(f"{missing} class index(es) below {len(classes)} have no folder")
+    else:
+        idx = {d: i for i, d in enumerate(dirs)}
+        classes = list(dirs)
+        notes.append("class index = sorted folder-name order")
+        if all_numeric and len(dirs) > 10:
+            notes.append("numeric folder names string-sorted as requested (numeric=False)")
+    items: list[tuple[Path, int]] = []
+    empty = []
+    for d in dirs:
+        files = scan_images(path / d, sizes=False)
+        if not files:
+            empty.append(d)
+        items.extend((Path(d) / rel, idx[d]) for rel, _ in files)
+    if empty:
+        raise DataError(
+            f"data {path}: class folder(s) without images: {', '.join(empty[:5])}"
+            f"{' ...' if len(empty) > 5 else ''} (an empty class would shift every later label)"
+        )
+    return LabeledImages(path, items, classes, "imagefolder", notes, classes_inferred=bool(numeric))
+
+
+# ---------------------------------------------------------------- ImageNet val + devkit GT
+
+
+def _is_val_gt(path: Path) -> bool:
+    return path.is_dir() and bool(_flat_images(path)) and _find_near(path, GT_NAME, None, "") is not None
+
+
+def read_devkit_mapping(path: Path) -> dict[int, str]:
+    """Devkit ID -> synset from ``meta.mat`` (leaf synsets) or a text file of ``ID synset`` lines."""
+    path = Path(path)
+    if path.suffix == ".mat":
+        try:
+            from scipy.io import loadmat
+        except ImportError:
+            raise DataError(
+                f"mapping {path}: reading meta.mat needs scipy (pip install scipy), "
+                "or pass a text mapping of 'ID synset' lines"
+            ) from None
+        try:
+            syn = loadmat(str(path), squeeze_me=True)["synsets"]
+            ids = np.atleast_1d(syn["ILSVRC2012_ID"]).astype(int)
+            wnids = [str(w) for w in np.atleast_1d(syn["WNID"])]
+            leaf = (
+                np.atleast_1d(syn["num_children"]).astype(int) == 0
+                if "num_children" in syn.dtype.names
+                else np.ones(len(ids), bool)
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"mapping {path}: not a devkit meta.mat with synsets ({exc})") from None
+        pairs = [(int(i), w) for i, w, lf in zip(ids, wnids, leaf) if lf]
+    else:
+        pairs = []
+        for n, line in enumerate(_read_lines(path), 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) < 2 or not parts[0].isdigit():
+                raise DataError(
+                    f"mapping {path} line {n}: expected 'ID synset' (devkit ID first), found {line.strip()!r}. "
+                    f"{KAGGLE_MAPPING} ('synset words', sorted order) is NOT the devkit ID order"
+                )
+            pairs.append((int(parts[0]), parts[1]))
+    mapping: dict[int, str] = {}
+    for i, w in pairs:
+        if i in mapping:
+            raise DataError(f"mapping {path}: devkit ID {i} appears twice")
+        mapping[i] = w
+    if not mapping:
+        raise DataError(f"mapping {path}: empty")
+    if sorted(mapping) != list(range(1, len(mapping) + 1)):
+        raise DataError(f"mapping {path}: devkit IDs should be 1..{len(mapping)}, found {min(mapping)}..{max(mapping)}")
+    dup = [w for w, c in Counter(mapping.values()).items() if c > 1]
+    if dup:
+        raise DataError(f"mapping {path}: synset {dup[0]} mapped from several IDs")
+    return mapping
+
+
+@register_layout("imagenet-val-gt", _is_val_gt, f"flat val folder + {GT_NAME} + devkit meta.mat / 'ID synset' map")
+def read_val_gt(path: Path, *, labels: str | Path | None = None, mapping: str | Path | None = None) -> LabeledImages:
+    """Flat val folder; ``labels`` = the GT file, ``mapping`` = meta.mat or ``ID synset`` text
+    (both searched near ``path`` when not given). Label = index of the synset in sorted order."""
+    path = Path(path)
+    gt = _find_near(path, GT_NAME, labels, "ground truth")
+    if gt is None:
+        raise DataError(f"data {path}: {GT_NAME} not found here or in its parents; pass labels=")
+    mp = _find_near(path, META_NAME, mapping, "mapping")
+    if mp is None:
+        raise DataError(
+            f"ground truth {gt}: needs the devkit ID -> synset mapping (meta.mat, or a text file of "
+            "'ID synset' lines), pass mapping=. Its numbers are 1-based devkit IDs, NOT the sorted-synset "
+            "class index models use: read as labels they give ~0.1% top-1."
+        )
+    id2syn = read_devkit_mapping(mp)
+    classes = sorted(id2syn.values())
+    syn2idx = {s: i for i, s in enumerate(classes)}
+    gt_ids = []
+    for n, line in enumerate(_read_lines(gt), 1):
+        s = line.strip()
+        if not s:
+            continue
+        if not s.isdigit() or int(s) not in id2syn:
+            raise DataError(f"ground truth {gt} line {n}: {s!r} is not a devkit ID in {mp} (1..{len(id2syn)})")
+        gt_ids.append(int(s))
+    files = _flat_images(path)
+    if len(gt_ids) != len(files):
+        raise DataError(
+            f"ground truth {gt}: {len(gt_ids)} labels but {len(files)} images in {path}; "
+            "line i labels the i-th image in sorted order, so both must be complete"
+        )
+    nums = _stem_numbers(files)
+    if nums is not None and nums != list(range(1, len(files) + 1)):
+        raise DataError(
+            f"data {path}: image numbers are not 1..{len(files)} in sorted order (e.g. {files[0]}); "
+            f"cannot match them to the lines of {gt}"
+        )
+    items = [(Path(f), syn2idx[id2syn[i]]) for f, i in zip(files, gt_ids)]
+    notes = [f"labels: {gt.name} devkit IDs -> synsets via {mp.name} -> sorted-synset index"]
+    return LabeledImages(path, items, classes, "imagenet-val-gt", notes)
+
+
+# ---------------------------------------------------------------- Kaggle LOC val
+
+
+def _is_kaggle(path: Path) -> bool:
+    return path.is_dir() and bool(_flat_images(path)) and _find_near(path, KAGGLE_CSV, None, "") is not None
+
+
+def read_synset_mapping(path: Path) -> list[str]:
+    """Class order from ``LOC_synset_mapping.txt`` (``synset words...`` per line)."""
+    out = []
+    for n, line in enumerate(_read_lines(path), 1):
+        parts = line.split(maxsplit=1)
+        if not parts:
+            continue
+        if not _SYNSET.match(parts[0]):
+            raise DataError(f"mapping {path} line {n}: expected 'nXXXXXXXX words', found {line.strip()!r}")
+        out.append(parts[0])
+    dup = [w for w, c in Counter(out).items() if c > 1]
+    if dup:
+        raise DataError(f"mapping {path}: synset {dup[0]} listed twice")
+    if not out:
+        raise DataError(f"mapping {path}: empty")
+    return out
+
+
+@register_layout("kaggle-loc-val", _is_kaggle, f"flat val folder + Kaggle {KAGGLE_CSV} + {KAGGLE_MAPPING}")
+def read_kaggle_val(
+    path: Path, *, labels: str | Path | None = None, mapping: str | Path | None = None
+) -> LabeledImages:
+    """Flat val folder; ``labels`` = LOC_val_solution.csv, ``mapping`` = LOC_synset_mapping.txt
+    (its line order is the class order, used as given)."""
+    path = Path(path)
+    sol = _find_near(path, KAGGLE_CSV, labels, "solution csv")
+    if sol is None:
+        raise DataError(f"data {path}: {KAGGLE_CSV} not found here or in its parents; pass labels=")
+    mp = _find_near(path, KAGGLE_MAPPING, mapping, "mapping")
+    if mp is None:
+        raise DataError(f"solution csv {sol}: needs {KAGGLE_MAPPING} (the class order); pass mapping=")
+    classes = read_synset_mapping(mp)
+    syn2idx = {s: i for i, s in enumerate(classes)}
+    notes = [f"class order = line order of {mp.name}"]
+    if classes != sorted(classes):
+        notes.append(f"{mp.name} is NOT in sorted synset order: its order used as given")
+        warnings.warn(f"mapping {mp}: not in sorted synset order; using its line order as the class order")
+    labels_by_id: dict[str, int] = {}
+    try:
+        with open(sol, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise DataError(f"solution csv {sol}: cannot be read ({exc})") from None
+    if not rows or [c.strip() for c in rows[0][:2]] != ["ImageId", "PredictionString"]:
+        raise DataError(f"solution csv {sol}: expected header 'ImageId,PredictionString', found {rows[:1]}")
+    for n, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        if len(row) < 2 or not row[1].split():
+            raise DataError(f"solution csv {sol} line {n}: expected 'ImageId,synset ...', found {row}")
+        image_id, tokens = row[0].strip(), row[1].split()
+        syns = {t for t in tokens if _SYNSET.match(t)}
+        if len(syns) != 1 or tokens[0] not in syns:
+            raise DataError(f"solution csv {sol} line {n}: {image_id} has synsets {sorted(syns)}, expected exactly one")
+        if tokens[0] not in syn2idx:
+            raise DataError(f"solution csv {sol} line {n}: synset {tokens[0]} is not in {mp}")
+        if image_id in labels_by_id:
+            raise DataError(f"solution csv {sol} line {n}: image id {image_id} appears twice")
+        labels_by_id[image_id] = syn2idx[tokens[0]]
+    files = _flat_images(path)
+    stems = {os.path.splitext(f)[0]: f for f in files}
+    if len(stems) != len(files):
+        raise DataError(f"data {path}: several images share a name stem (e.g. different extensions)")
+    missing = sorted(set(stems) - set(labels_by_id))
+    extra = sorted(set(labels_by_id) - set(stems))
+    if missing or extra:
+        raise DataError(
+            f"solution csv {sol}: {len(labels_by_id)} rows for {len(files)} images in {path}; "
+            f"{len(missing)} image(s) without a row (e.g. {missing[:2]}), {len(extra)} row(s) without an image "
+            f"(e.g. {extra[:2]})"
+        )
+    items = [(Path(stems[s]), labels_by_id[s]) for s in sorted(stems)]
+    return LabeledImages(path, items, classes, "kaggle-loc-val", notes)
+
+
+# ---------------------------------------------------------------- list file
+
+
+def _is_list(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in (".txt", ".lst", ".list", ".tsv")
+
+
+@register_layout("list", _is_list, "a text file of 'relative/path label' lines")
+def read_list(
+    path: Path, *, root: str | Path | None = None, classes: list[str] | None = None, check_files: bool = True
+) -> LabeledImages:
+    """``relative/path label`` per line (``#`` comments); paths relative to ``root`` or the file's folder.
+    ``classes`` names the labels; otherwise classes are ``0..max(label)``."""
+    path = Path(path)
+    if path.name in (GT_NAME, KAGGLE_MAPPING, "synset_words.txt"):
+        raise DataError(f"list {path}: this is a label/mapping file, not a 'path label' list; pass the image folder")
+    base = Path(root) if root is not None else path.parent
+    items: list[tuple[Path, int]] = []
+    for n, line in enumerate(_read_lines(path), 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        parts = s.rsplit(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
+            raise DataError(f"list {path} line {n}: expected 'relative/path label', found {s!r}")
+        rel = Path(parts[0])
+        if rel.is_absolute():
+            raise DataError(f"list {path} line {n}: path {parts[0]} must be relative (to {base})")
+        items.append((rel, int(parts[1])))
+    dup = [p for p, c in Counter(p for p, _ in items).items() if c > 1]
+    if dup:
+        raise DataError(f"list {path}: {dup[0]} listed {Counter(p for p, _ in items)[dup[0]]} times")
+    neg = [(p, lab) for p, lab in items if lab < 0]
+    if neg:
+        raise DataError(f"list {path}: negative label {neg[0][1]} for {neg[0][0]}")
+    if check_files:
+        missing = [p for p, _ in items if not (base / p).is_file()]
+        if missing:
+            raise DataError(f"list {path}: {len(missing)} file(s) not found under {base} (e.g. {missing[0]})")
+    n_cls = max((lab for _, lab in items), default=-1) + 1
+    names = list(classes) if classes is not None else [str(i) for i in range(n_cls)]
+    notes = [f"labels as written in {path.name}"]
+    return LabeledImages(base, items, names, "list", notes, classes_inferred=classes is None)
