@@ -1,1 +1,326 @@
-"""TensorRT backend (implemented in the TensorRT issue)."""
+"""TensorRT engines with our outlook-attention plugin (``plugins/outlook_attention``).
+
+Export: portable ONNX -> (INT8: Q/DQ ONNX from ``volo_deploy.quant.quantize_onnx``) -> plugin
+form (:mod:`volo_deploy.export.trt_surgery`) -> (FP16: FP16 ONNX) -> strongly typed TensorRT
+engine (:mod:`volo_deploy.export.trt_engine`). ``--emit-only`` stops before TensorRT and writes
+what a target machine needs instead: the plugin-form ONNX, the plugin sources and
+``build_engine.sh`` (CMake plugin build + the exact ``trtexec`` line); it needs neither TensorRT
+nor a GPU.
+
+INT8 hook (:func:`quantize_for_tensorrt`): ``volo_deploy.quant.quantize_for_export(model, request,
+"tensorrt", fp32_proto=...)`` turns the portable ONNX into a Q/DQ ONNX (profile ``tensorrt``:
+symmetric INT8, zero points 0, QuantizeLinear/DequantizeLinear on the inputs of
+Conv/MatMul/Gemm, float bias; ``volo.OutlookAttention`` nodes left as they are, in float between
+DQ and Q), calibrated on ``--calib-data``, and returns ``(proto, manifest details)``. Without it
+the export stops with "INT8 for TensorRT needs the quantizer (not installed in this version)".
+
+``tensorrt`` and ``torch.cuda`` are used inside functions only: this module imports anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.errors import BackendUnavailable, BadInputError
+
+NOT_INSTALLED = "TensorRT is not installed (pip install tensorrt / JetPack)"
+DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32
+QUANTIZER_MISSING = "INT8 for TensorRT needs the quantizer (not installed in this version)"
+
+
+@dataclass(frozen=True)
+class TrtOptions:
+    """Engine build settings (``volo-export --backend trt``) and the runner's plugin library."""
+
+    plugin: Path | None = None  # prebuilt libvolo_outlook_plugin.so; None: build it / the one next to the engine
+    min_batch: int | None = None
+    opt_batch: int | None = None
+    max_batch: int | None = None
+    workspace_mib: int | None = None  # None: TensorRT's default (the device memory)
+    timing_cache: Path | None = None
+    emit_only: bool = False
+
+
+def _tensorrt_missing() -> bool:
+    return importlib.util.find_spec("tensorrt") is None
+
+
+def _quantizer():
+    if importlib.util.find_spec("volo_deploy.quant") is None:
+        raise BackendUnavailable(QUANTIZER_MISSING)
+    import importlib
+
+    quant = importlib.import_module("volo_deploy.quant")
+    if not hasattr(quant, "quantize_for_export"):
+        raise BackendUnavailable(f"{QUANTIZER_MISSING}: volo_deploy.quant has no quantize_for_export")
+    return quant.quantize_for_export
+
+
+def quantize_for_tensorrt(model, request: ExportRequest, src: Path, dst: Path) -> dict[str, Any]:
+    """Q/DQ ONNX for TensorRT from the portable ONNX ``src``, written to ``dst`` (the INT8 hook)."""
+    import onnx
+
+    quantize_for_export = _quantizer()
+    proto, details = quantize_for_export(model, request, "tensorrt", fp32_proto=onnx.load(str(src)))
+    onnx.save_model(proto, str(dst))
+    return details
+
+
+def _trt_onnx_name(model_name: str, precision: str) -> str:
+    return f"{model_name}_{precision}_trt.onnx"
+
+
+def batch_profile(request: ExportRequest, options: TrtOptions):
+    """min/opt/max batch of the optimization profile; a fixed-batch export allows only its batch."""
+    from volo_deploy.export.trt_engine import BatchProfile
+
+    given = {"--min-batch": options.min_batch, "--opt-batch": options.opt_batch, "--max-batch": options.max_batch}
+    if not request.dynamic_batch:
+        wrong = [k for k, v in given.items() if v is not None and v != request.batch]
+        if wrong:
+            raise BadInputError(
+                f"{', '.join(wrong)} need --dynamic-batch (this export has a fixed batch of {request.batch})"
+            )
+        b = request.batch
+        return BatchProfile(b, b, b, dynamic=False)
+    lo = options.min_batch or DEFAULT_MIN_BATCH
+    hi = options.max_batch or max(lo, DEFAULT_MAX_BATCH)
+    opt = options.opt_batch or min(max(lo, DEFAULT_OPT_BATCH), hi)
+    if not lo <= opt <= hi:
+        raise BadInputError(f"batch profile needs --min-batch <= --opt-batch <= --max-batch, got {lo}, {opt}, {hi}")
+    return BatchProfile(lo, opt, hi, dynamic=True)
+
+
+class TensorRtRunner(Runner):
+    """Runs a serialized engine on torch CUDA tensors (``execute_async_v3``); float32 logits out."""
+
+    def __init__(self, engine_path: Path, plugin: Path) -> None:
+        import tensorrt as trt
+        import torch
+
+        from volo_deploy.export.trt_engine import load_plugin
+
+        load_plugin(plugin)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise BadInputError(f"engine {engine_path}: TensorRT cannot deserialize it (other TensorRT version or GPU?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BadInputError(f"engine {engine_path}: expected 1 input and 1 output, found {inputs} and {outputs}")
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        shape = tuple(self.engine.get_tensor_shape(self.input_name))
+        self.max_batch = shape[0]
+        if shape[0] < 0:
+            self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        self.device = torch.device("cuda", torch.cuda.current_device())
+        self.stream = torch.cuda.Stream(self.device)
+        self._dtypes = {n: self._torch_dtype(self.engine.get_tensor_dtype(n)) for n in (self.input_name,
+                                                                                        self.output_name)}
+        super().__init__(tuple(None if d < 0 else int(d) for d in shape))
+
+    @staticmethod
+    def _torch_dtype(dt):
+        import tensorrt as trt
+        import torch
+
+        table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
+        if dt not in table:
+            raise BadInputError(f"engine I/O type {dt} is not supported by the runner (float32/float16 only)")
+        return table[dt]
+
+    def _run_impl(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        outs = []
+        step = self.max_batch if self.input_shape[0] is None else len(batch)
+        with torch.cuda.stream(self.stream):
+            for i in range(0, len(batch), step):
+                x = torch.from_numpy(batch[i : i + step]).to(self.device, self._dtypes[self.input_name])
+                self.context.set_input_shape(self.input_name, tuple(x.shape))
+                y = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)),
+                                dtype=self._dtypes[self.output_name], device=self.device)
+                self.context.set_tensor_address(self.input_name, x.data_ptr())
+                self.context.set_tensor_address(self.output_name, y.data_ptr())
+                if not self.context.execute_async_v3(self.stream.cuda_stream):
+                    raise BadInputError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+                outs.append(y.float().cpu())  # synchronizes the stream
+        return torch.cat(outs).numpy()
+
+    def close(self) -> None:
+        self.context = None
+        self.engine = None
+
+
+@register_backend("tensorrt", "trt")
+class TensorRtBackend(Backend):
+    """Strongly typed TensorRT engine with the ``volo::OutlookAttention`` plugin (FP32/FP16/INT8 Q/DQ)."""
+
+    precisions = ("fp32", "fp16", "int8")
+    model_suffix = ".engine"
+    Options = TrtOptions
+
+    def __init__(self) -> None:
+        self._emit_only = False
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if _tensorrt_missing():
+            return NOT_INSTALLED
+        import torch
+
+        if not torch.cuda.is_available():
+            return "no CUDA GPU visible (torch.cuda.is_available() is False)"
+        return None
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from volo_deploy.cli.common import positive_int
+
+        parser.add_argument("--plugin", type=Path, default=None,
+                            help="prebuilt libvolo_outlook_plugin.so (default: build plugins/outlook_attention with "
+                                 "CMake into a cache folder; needs TensorRT headers)")
+        parser.add_argument("--min-batch", type=positive_int, default=None, help="profile min batch (--dynamic-batch)")
+        parser.add_argument("--opt-batch", type=positive_int, default=None, help="profile opt batch (--dynamic-batch)")
+        parser.add_argument("--max-batch", type=positive_int, default=None, help="profile max batch (--dynamic-batch)")
+        parser.add_argument("--workspace", type=positive_int, default=None, metavar="MIB",
+                            help="builder workspace limit in MiB (default: TensorRT's)")
+        parser.add_argument("--timing-cache", type=Path, default=None, help="timing cache file (read and updated)")
+        parser.add_argument("--emit-only", action="store_true",
+                            help="no engine: write the plugin-form ONNX, plugin sources and build_engine.sh "
+                                 "for the target (works without TensorRT and GPU)")
+
+    @classmethod
+    def options_from_args(cls, args: argparse.Namespace) -> TrtOptions:
+        return TrtOptions(
+            plugin=args.plugin,
+            min_batch=args.min_batch,
+            opt_batch=args.opt_batch,
+            max_batch=args.max_batch,
+            workspace_mib=args.workspace,
+            timing_cache=args.timing_cache,
+            emit_only=args.emit_only,
+        )
+
+    def check_request(self, request: ExportRequest) -> None:
+        """Emit-only needs nothing; a build needs TensorRT and a GPU. INT8 needs the quantizer either way."""
+        options = request.options or TrtOptions()
+        self._emit_only = options.emit_only  # decides the model file name (engine or ONNX)
+        batch_profile(request, options)
+        if request.precision == "int8":
+            _quantizer()
+        if options.emit_only:
+            if options.plugin is not None or options.timing_cache is not None:
+                raise BadInputError("--plugin and --timing-cache apply to an engine build, not to --emit-only")
+            return
+        if _tensorrt_missing():
+            raise BackendUnavailable(f"{NOT_INSTALLED}; use --emit-only to prepare a build for the target")
+        reason = self.unavailable_reason()
+        if reason:
+            raise BackendUnavailable(f"backend {self.name}: unavailable: {reason}; use --emit-only to prepare a build")
+
+    def model_filename(self, model_name: str, precision: str) -> str:
+        if self._emit_only:
+            return _trt_onnx_name(model_name, precision)
+        return super().model_filename(model_name, precision)
+
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
+        import onnx
+
+        from volo_deploy.artifacts import sha256_file
+        from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
+        from volo_deploy.export import trt_engine, trt_surgery
+
+        options = request.options or TrtOptions()
+        profile = batch_profile(request, options)
+        img = model.cfg.img_size
+        work = staged / ".work"
+        work.mkdir()
+        portable = work / "portable.onnx"
+        details: dict[str, Any] = write_portable_onnx(model, request, portable)
+        if request.precision == "int8":
+            qdq = work / "qdq.onnx"
+            details.update(quantize_for_tensorrt(model, request, portable, qdq))
+            portable = qdq
+        proto = trt_surgery.to_plugin_form(onnx.load(str(portable)))
+        if request.precision == "fp16":
+            proto = trt_surgery.to_fp16(proto)
+        trt_surgery.check_plugin_form(proto)
+        onnx_name = _trt_onnx_name(model.cfg.name, request.precision)
+        onnx.save_model(proto, str(staged / onnx_name))
+        details.update({
+            "plugin": {"name": trt_surgery.PLUGIN_NAME, "version": trt_surgery.PLUGIN_VERSION,
+                       "namespace": trt_surgery.PLUGIN_NAMESPACE},
+            "plugin_nodes": len(trt_surgery.outlook_nodes(proto)),
+            "trt_onnx": onnx_name,
+            "trt_onnx_sha256": sha256_file(staged / onnx_name),
+            "onnx_dtype": "float16" if request.precision == "fp16" else "float32",
+            "strongly_typed": True,
+            "batch_profile": {"min": profile.min, "opt": profile.opt, "max": profile.max, "dynamic": profile.dynamic},
+        })
+        extra: list[str] = []
+        if options.emit_only:
+            engine = super().model_filename(model.cfg.name, request.precision)
+            src_files = trt_engine.copy_plugin_sources(staged / trt_engine.PLUGIN_SRC_DIR)
+            text, cmd = trt_engine.build_script(model.cfg.name, request.precision, onnx_name, engine, profile, img,
+                                                options.workspace_mib)
+            script = staged / trt_engine.SCRIPT_NAME
+            script.write_text(text)
+            script.chmod(0o755)
+            extra += [str(p.relative_to(staged)) for p in src_files] + [trt_engine.SCRIPT_NAME]
+            details.update({
+                "emit_only": True,
+                "engine_file": engine,
+                "trtexec": " ".join(cmd),
+                "validation_skipped": "--emit-only: no engine is built here; run build_engine.sh on the target, "
+                                      "then check the engine there (volo-bench --backend trt)",
+            })
+        else:
+            from volo_deploy.plugins_native import PLUGIN_LIB
+
+            gpu = trt_engine.gpu_info()
+            plugin = trt_engine.plugin_library(options.plugin, gpu["sm"])
+            (staged / PLUGIN_LIB).write_bytes(plugin.read_bytes())
+            built = trt_engine.build_engine(staged / onnx_name, staged / PLUGIN_LIB, staged / model_file, profile, img,
+                                            request.precision, options.workspace_mib, options.timing_cache)
+            cmd = trt_engine.trtexec_command(onnx_name, PLUGIN_LIB, model_file, profile, img, request.precision,
+                                             options.workspace_mib,
+                                             str(options.timing_cache) if options.timing_cache else None)
+            extra += [onnx_name, PLUGIN_LIB]
+            details.update({
+                **built,
+                **gpu,
+                "tensorrt": trt_engine.trt_version(),
+                "plugin_source": str(plugin),
+                "plugin_sha256": sha256_file(staged / PLUGIN_LIB),
+                "engine_sha256": sha256_file(staged / model_file),
+                "trtexec": " ".join(cmd),
+            })
+        details["extra_files"] = extra
+        return details
+
+    def load(self, artifact: Path, options: Any = None) -> Runner:
+        """A runner for an engine; the plugin is ``options.plugin`` or the library next to the engine."""
+        from volo_deploy.plugins_native import PLUGIN_LIB
+
+        self.require()
+        artifact = Path(artifact)
+        if artifact.suffix == ".onnx":
+            raise BadInputError(f"{artifact} is the plugin-form ONNX of an --emit-only export: build the engine "
+                                "with build_engine.sh on the target first")
+        plugin = (options.plugin if isinstance(options, TrtOptions) and options.plugin else None) or (
+            artifact.parent / PLUGIN_LIB)
+        if not Path(plugin).is_file():
+            raise BadInputError(f"plugin library {plugin} not found (pass the libvolo_outlook_plugin.so of the build)")
+        return TensorRtRunner(artifact, Path(plugin))

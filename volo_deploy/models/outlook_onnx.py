@@ -65,6 +65,11 @@ def _register_schema() -> None:
             defs.OpSchema.Attribute("stride", attr_int, "window stride"),
             defs.OpSchema.Attribute("num_heads", attr_int, "attention heads"),
             defs.OpSchema.Attribute("scale", attr_float, "logit scale (head_dim ** -0.5)"),
+            # TensorRT plugin dispatch, set only in the plugin form (volo_deploy.export.trt_surgery)
+            defs.OpSchema.Attribute("plugin_namespace", defs.OpSchema.AttrType.STRING, "TensorRT plugin namespace",
+                                    required=False),
+            defs.OpSchema.Attribute("plugin_version", defs.OpSchema.AttrType.STRING, "TensorRT plugin version",
+                                    required=False),
         ],
     )
     defs.register_schema(schema)

@@ -1,0 +1,198 @@
+"""TensorRT backend without TensorRT: import safety, clear errors, ``--emit-only`` output.
+
+Tests that need TensorRT and a GPU are marked ``trt`` and skip with the reason."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+from volo_deploy.cli.export import main as export_cli
+from volo_deploy.plugins_native import plugin_source_dir
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _quantizer_available() -> bool:
+    try:
+        import volo_deploy.quant as quant
+    except ImportError:
+        return False
+    return hasattr(quant, "quantize_for_export")
+
+
+def _trt_usable() -> str | None:
+    from volo_deploy.backends.tensorrt_backend import TensorRtBackend
+
+    return TensorRtBackend.unavailable_reason()
+
+
+def _checkpoint(tmp_path_factory, name: str) -> Path:
+    from safetensors.torch import save_file
+
+    from volo_deploy.models import create_model
+    from volo_deploy.models.init import deterministic_state_dict
+
+    path = tmp_path_factory.mktemp("ckpt") / f"{name}.safetensors"
+    save_file(deterministic_state_dict(create_model(name)), str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_ckpt(tmp_path_factory) -> Path:
+    return _checkpoint(tmp_path_factory, "volo_demo_64")
+
+
+def test_imports_without_tensorrt_and_registers():
+    code = ("import sys; import volo_deploy.backends.tensorrt_backend as t; import volo_deploy.export.trt_engine; "
+            "from volo_deploy.backends import get_backend; "
+            "assert get_backend('trt') is get_backend('tensorrt') is t.TensorRtBackend; "
+            "assert 'tensorrt' not in sys.modules; print(t.TensorRtBackend.unavailable_reason())")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    if not HAS_TRT:
+        assert proc.stdout.strip() == "TensorRT is not installed (pip install tensorrt / JetPack)"
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_build_without_tensorrt_fails_clearly(tmp_path, capsys):
+    rc = export_cli(["--backend", "trt", "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "TensorRT is not installed (pip install tensorrt / JetPack); use --emit-only" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_runner_refuses_without_tensorrt(tmp_path):
+    from volo_deploy.backends.tensorrt_backend import TensorRtBackend
+    from volo_deploy.errors import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="TensorRT is not installed"):
+        TensorRtBackend().load(tmp_path / "x.engine")
+
+
+def test_batch_flags_need_dynamic_batch(tmp_path, capsys):
+    rc = export_cli(["--backend", "trt", "--emit-only", "--max-batch", "4", "--output", str(tmp_path)])
+    assert rc == 2 and "--max-batch need --dynamic-batch" in capsys.readouterr().err
+    rc = export_cli(["--backend", "trt", "--emit-only", "--dynamic-batch", "--min-batch", "8", "--max-batch", "4",
+                     "--output", str(tmp_path)])
+    assert rc == 2 and "--min-batch <= --opt-batch <= --max-batch" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(_quantizer_available(), reason="the quantizer is installed: the INT8 path is tested with it")
+def test_int8_needs_the_quantizer(tmp_path, capsys):
+    rc = export_cli(["--backend", "trt", "--emit-only", "--int8", "--output", str(tmp_path)])
+    assert rc != 0
+    assert "INT8 for TensorRT needs the quantizer (not installed in this version)" in capsys.readouterr().err
+
+
+def _fake_tools(bin_dir: Path, log: Path) -> dict[str, str]:
+    """cmake and trtexec stand-ins: cmake 'builds' the plugin, trtexec records its argv and writes the engine."""
+    bin_dir.mkdir()
+    (bin_dir / "cmake").write_text(
+        "#!/usr/bin/env bash\nset -e\necho \"cmake $*\" >> \"$FAKE_LOG\"\n"
+        "if [[ \"$1\" == --build ]]; then mkdir -p \"$2\"; touch \"$2/libvolo_outlook_plugin.so\"; fi\n")
+    (bin_dir / "trtexec").write_text(
+        "#!/usr/bin/env bash\nset -e\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG.trtexec\"\n"
+        "for a in \"$@\"; do case \"$a\" in --saveEngine=*) echo engine > \"${a#--saveEngine=}\";; esac; done\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "CUDA_ARCH": "87"}
+
+
+def _check_emit_output(out: Path, model: str, precision: str, tmp_path: Path) -> dict:
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {f["path"] for f in manifest["files"]}
+    onnx_name = f"{model}_{precision}_trt.onnx"
+    assert manifest["backend"] == "tensorrt" and manifest["model_file"] == onnx_name
+    src = plugin_source_dir()
+    want_src = {"CMakeLists.txt", "README.md", "outlookAttentionKernel.cu", "outlookAttentionKernel.h",
+                "outlookAttentionPlugin.cpp", "outlookAttentionPlugin.h", "outlookAttentionCommon.cuh"}
+    assert {f"plugin_src/{n}" for n in want_src} <= listed
+    assert {onnx_name, "build_engine.sh"} <= listed
+    for name in listed:
+        assert (out / name).is_file(), name
+        if name.startswith("plugin_src/"):
+            assert (out / name).read_bytes() == (src / name.removeprefix("plugin_src/")).read_bytes()
+    assert not list(out.glob(".staging-*")), "staging folder left behind"
+    assert "skipped" in manifest["validation"] and "--emit-only" in manifest["validation"]["skipped"]
+
+    proto = onnx.load(str(out / onnx_name))
+    onnx.checker.check_model(proto)
+    plugins = [n for n in proto.graph.node if n.op_type == "OutlookAttention"]
+    assert plugins and len(plugins) == manifest["export"]["plugin_nodes"]
+    assert not proto.functions
+
+    script = out / "build_engine.sh"
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in text
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    trtexec = manifest["export"]["trtexec"]
+    args = shlex.split(trtexec)
+    assert args[0] == "trtexec" and f"--onnx={onnx_name}" in args
+    assert "--dynamicPlugins=libvolo_outlook_plugin.so" in args and "--stronglyTyped" in args
+    assert '"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in args[1:]) in text
+
+    # run the script with stand-ins for cmake and trtexec: it must reach trtexec with exactly those arguments
+    log = tmp_path / "tools.log"
+    env = _fake_tools(tmp_path / "bin", log)
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "-DCMAKE_CUDA_ARCHITECTURES=87" in log.read_text()
+    assert (tmp_path / "tools.log.trtexec").read_text().split("\n")[:-1] == args[1:]
+    assert (out / manifest["export"]["engine_file"]).is_file()
+    return manifest
+
+
+def test_emit_only_demo(demo_ckpt, tmp_path):
+    out = tmp_path / "trt"
+    rc = export_cli(["--backend", "trt", "--emit-only", "--checkpoint", str(demo_ckpt), "--dynamic-batch",
+                     "--max-batch", "16", "--workspace", "2048", "--output", str(out)])
+    assert rc == 0
+    manifest = _check_emit_output(out, "volo_demo_64", "fp32", tmp_path)
+    args = manifest["export"]["trtexec"].split()
+    assert "--minShapes=input:1x3x64x64" in args and "--optShapes=input:8x3x64x64" in args
+    assert "--maxShapes=input:16x3x64x64" in args and "--saveEngine=volo_demo_64_fp32.engine" in args
+    assert "--memPoolSize=workspace:2048M" in args and "--noTF32" in args
+    assert manifest["export"]["batch_profile"] == {"min": 1, "opt": 8, "max": 16, "dynamic": True}
+
+
+@pytest.mark.slow
+def test_emit_only_volo_d1_fp16(tmp_path_factory, tmp_path):
+    ckpt = _checkpoint(tmp_path_factory, "volo_d1_224")
+    out = tmp_path / "trt"
+    rc = export_cli(["--backend", "trt", "--emit-only", "--fp16", "--checkpoint", str(ckpt), "--output", str(out)])
+    assert rc == 0
+    manifest = _check_emit_output(out, "volo_d1_224", "fp16", tmp_path)
+    args = manifest["export"]["trtexec"].split()
+    assert not any(a.startswith(("--minShapes", "--optShapes", "--maxShapes")) for a in args)  # fixed batch 1
+    assert "--noTF32" not in args
+    proto = onnx.load(str(out / "volo_d1_224_fp16_trt.onnx"))
+    assert manifest["export"]["plugin_nodes"] == 4
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert all(t.data_type != onnx.TensorProto.FLOAT for t in proto.graph.initializer)
+
+
+@pytest.mark.trt
+@pytest.mark.skipif(_trt_usable() is not None, reason=f"needs TensorRT and a CUDA GPU: {_trt_usable()}")
+def test_engine_build_and_run_demo(demo_ckpt, tmp_path):
+    """Full build: plugin (built or $VOLO_TRT_PLUGIN), engine, validation against PyTorch inside the export."""
+    argv = ["--backend", "trt", "--checkpoint", str(demo_ckpt), "--dynamic-batch", "--max-batch", "8",
+            "--output", str(tmp_path)]
+    if os.environ.get("VOLO_TRT_PLUGIN"):
+        argv += ["--plugin", os.environ["VOLO_TRT_PLUGIN"]]
+    assert export_cli(argv) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["export"]["plugin_sha256"] and manifest["export"]["tensorrt"]
+    assert "max_abs" in manifest["validation"]

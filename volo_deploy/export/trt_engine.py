@@ -1,0 +1,327 @@
+"""TensorRT engine building: the ``trtexec`` line, the target build script, the plugin library,
+and the engine build through the Python API.
+
+Every engine is built from a **strongly typed** network: the ONNX tensor types decide the
+precision (FP32 ONNX, FP16 ONNX from :func:`volo_deploy.export.trt_surgery.to_fp16`, or a Q/DQ
+ONNX for INT8). TensorRT 11 only has strongly typed networks (no kFP16/kINT8 builder flags, no
+calibrators); TensorRT 10.x (>= 10.0, JetPack 6's 10.3 included) supports them through
+``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` / ``trtexec --stronglyTyped``. One path, one
+``trtexec`` line for every target. FP32 engines are built without TF32 (``--noTF32``) so that
+they match PyTorch FP32 within the FP32 tolerance.
+
+``tensorrt`` is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from volo_deploy.errors import BackendUnavailable, ExportError
+from volo_deploy.export.onnx_graph import INPUT_NAME
+from volo_deploy.export.trt_surgery import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from volo_deploy.plugins_native import PLUGIN_LIB, NativeBuildError, build_kernel_library, plugin_source_dir
+
+NOT_INSTALLED = "TensorRT is not installed (pip install tensorrt / JetPack)"
+PLUGIN_SOURCE_PATTERNS = ("*.cu", "*.cuh", "*.h", "*.cpp", "CMakeLists.txt", "README.md", "tests/*.cpp")
+SCRIPT_NAME = "build_engine.sh"
+PLUGIN_SRC_DIR = "plugin_src"
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """TensorRT optimization profile over the batch dimension (all equal for a fixed-batch ONNX)."""
+
+    min: int
+    opt: int
+    max: int
+    dynamic: bool
+
+    def shape(self, batch: int, img_size: int) -> str:
+        return f"{INPUT_NAME}:{batch}x3x{img_size}x{img_size}"
+
+
+def trtexec_command(
+    onnx_file: str,
+    plugin: str,
+    engine: str,
+    profile: BatchProfile,
+    img_size: int,
+    precision: str,
+    workspace_mib: int | None = None,
+    timing_cache: str | None = None,
+    trtexec: str = "trtexec",
+) -> list[str]:
+    """The ``trtexec`` argument list equivalent to :func:`build_engine` (same network, same profile)."""
+    cmd = [trtexec, f"--onnx={onnx_file}", f"--dynamicPlugins={plugin}"]
+    if profile.dynamic:  # trtexec refuses shape flags for a static-shape model
+        cmd += [f"--minShapes={profile.shape(profile.min, img_size)}", f"--optShapes={profile.shape(profile.opt, img_size)}",
+                f"--maxShapes={profile.shape(profile.max, img_size)}"]
+    cmd += [f"--saveEngine={engine}", "--stronglyTyped"]
+    if precision == "fp32":
+        cmd.append("--noTF32")
+    if workspace_mib:
+        cmd.append(f"--memPoolSize=workspace:{workspace_mib}M")
+    if timing_cache:
+        cmd.append(f"--timingCacheFile={timing_cache}")
+    return cmd
+
+
+def copy_plugin_sources(dest: Path) -> list[Path]:
+    """Copy the plugin sources (kernel, IPluginV3 wrapper, CMake, README, self-test) under ``dest``."""
+    src = plugin_source_dir()
+    files = sorted({p for pat in PLUGIN_SOURCE_PATTERNS for p in src.glob(pat) if p.is_file()})
+    if not any(p.name == "CMakeLists.txt" for p in files):
+        raise ExportError(f"plugin sources not found in {src} (CMakeLists.txt missing)")
+    out = []
+    for p in files:
+        rel = p.relative_to(src)
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, dest / rel)
+        out.append(dest / rel)
+    return out
+
+
+_SCRIPT = r"""#!/usr/bin/env bash
+# Build the TensorRT engine of {model} ({precision}) on the target GPU machine (x86_64 or Jetson).
+# Written by volo_deploy {version} (volo-export --backend trt --emit-only); run it from anywhere:
+#   ./{script}                      # detect the GPU architecture, build the plugin, run trtexec
+#   CUDA_ARCH=87 ./{script}         # Jetson Orin (sm_87); 110 = Thor, 90 = H100, 89 = L4/Ada ...
+#   TENSORRT_ROOT=/opt/TensorRT-10.13.0 ./{script}     # TensorRT tarball (headers + trtexec)
+#   TRTEXEC=/usr/src/tensorrt/bin/trtexec ./{script}
+# Needs: CUDA toolkit (nvcc) >= 11.8, CMake >= 3.18, TensorRT >= 10.0 (headers and trtexec).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+cd "$HERE"
+BUILD_DIR="${{BUILD_DIR:-$HERE/build_plugin}}"
+
+if [[ -z "${{CUDA_ARCH:-}}" ]]; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    CUDA_ARCH="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')" || CUDA_ARCH=""
+  fi
+fi
+if [[ -z "${{CUDA_ARCH:-}}" && -r /proc/device-tree/compatible ]]; then
+  compat="$(tr '\0' '\n' < /proc/device-tree/compatible)"
+  case "$compat" in
+    *tegra264*) CUDA_ARCH=110 ;;  # Jetson Thor
+    *tegra234*) CUDA_ARCH=87 ;;   # Jetson Orin
+    *tegra194*) CUDA_ARCH=72 ;;   # Jetson Xavier (needs CUDA <= 12)
+  esac
+fi
+if [[ -z "${{CUDA_ARCH:-}}" ]]; then
+  echo "error: cannot detect the GPU architecture; set CUDA_ARCH (87 Orin, 110 Thor, 90 H100, 86 A10/RTX 30)" >&2
+  exit 1
+fi
+
+TRTEXEC="${{TRTEXEC:-}}"
+if [[ -z "$TRTEXEC" ]]; then
+  if command -v trtexec >/dev/null 2>&1; then
+    TRTEXEC="$(command -v trtexec)"
+  elif [[ -n "${{TENSORRT_ROOT:-}}" && -x "${{TENSORRT_ROOT}}/bin/trtexec" ]]; then
+    TRTEXEC="${{TENSORRT_ROOT}}/bin/trtexec"
+  elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
+    TRTEXEC=/usr/src/tensorrt/bin/trtexec
+  else
+    echo "error: trtexec not found (PATH, \$TENSORRT_ROOT/bin, /usr/src/tensorrt/bin); set TRTEXEC=/path/to/trtexec" >&2
+    exit 1
+  fi
+fi
+
+cmake_args=(-S "$HERE/{src_dir}" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+            "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH" -DVOLO_WERROR=OFF -DVOLO_BUILD_TESTS=OFF)
+if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  cmake_args+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)   # JetPack: CUDA is not on PATH
+fi
+if [[ -n "${{TENSORRT_ROOT:-}}" ]]; then
+  cmake_args+=("-DTENSORRT_ROOT=$TENSORRT_ROOT")
+fi
+echo "== building the {plugin_name} plugin for sm_$CUDA_ARCH"
+cmake "${{cmake_args[@]}}"
+cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || echo 2)"
+if [[ ! -f "$BUILD_DIR/{plugin_lib}" ]]; then
+  echo "error: $BUILD_DIR/{plugin_lib} was not built: TensorRT headers (NvInfer.h) not found? set TENSORRT_ROOT" >&2
+  exit 1
+fi
+cp "$BUILD_DIR/{plugin_lib}" "$HERE/{plugin_lib}"
+
+echo "== building {engine} with $TRTEXEC"
+rm -f "$HERE/{engine}"
+{trtexec_line}
+echo "== wrote $HERE/{engine}; load it with $HERE/{plugin_lib} (volo-bench --backend trt, or trtexec --loadEngine)"
+"""
+
+
+def build_script(
+    model_name: str,
+    precision: str,
+    onnx_file: str,
+    engine: str,
+    profile: BatchProfile,
+    img_size: int,
+    workspace_mib: int | None,
+) -> tuple[str, list[str]]:
+    """``build_engine.sh`` text for the target, and the ``trtexec`` line it runs (relative paths)."""
+    from volo_deploy import __version__
+
+    cmd = trtexec_command(onnx_file, PLUGIN_LIB, engine, profile, img_size, precision, workspace_mib)
+    line = '"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in cmd[1:])
+    text = _SCRIPT.format(
+        model=model_name, precision=precision, version=__version__, script=SCRIPT_NAME, src_dir=PLUGIN_SRC_DIR,
+        plugin_name=f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION}", plugin_lib=PLUGIN_LIB, engine=engine,
+        trtexec_line=line,
+    )
+    return text, cmd
+
+
+# ---- plugin library -------------------------------------------------------------------------------
+
+
+def _cache_root() -> Path:
+    root = os.environ.get("VOLO_DEPLOY_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "volo_deploy")
+    return Path(root)
+
+
+def find_tensorrt_include() -> Path | None:
+    """Directory holding ``NvInfer.h``: $TENSORRT_INCLUDE_DIR, $TENSORRT_ROOT/include, system paths."""
+    cands = [os.environ.get("TENSORRT_INCLUDE_DIR")]
+    if os.environ.get("TENSORRT_ROOT"):
+        cands.append(os.path.join(os.environ["TENSORRT_ROOT"], "include"))
+    cands += ["/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/local/tensorrt/include",
+              "/usr/include"]
+    for c in cands:
+        if c and (Path(c) / "NvInfer.h").is_file():
+            return Path(c)
+    return None
+
+
+def plugin_library(prebuilt: Path | None, cuda_arch: str) -> Path:
+    """``prebuilt`` (checked) or the plugin built from ``plugins/outlook_attention`` into a cache folder.
+
+    The cache key covers the plugin sources, the TensorRT headers' version file and ``cuda_arch``.
+    """
+    if prebuilt is not None:
+        if not Path(prebuilt).is_file():
+            raise ExportError(f"--plugin {prebuilt}: no such file")
+        return Path(prebuilt)
+    include = find_tensorrt_include()
+    if include is None:
+        raise BackendUnavailable(
+            "TensorRT headers (NvInfer.h) not found, so the outlook-attention plugin cannot be built here: "
+            "pass --plugin PATH (a libvolo_outlook_plugin.so built for this TensorRT), or set TENSORRT_ROOT / "
+            "TENSORRT_INCLUDE_DIR (the pip wheels ship no headers)"
+        )
+    h = hashlib.sha256()
+    src = plugin_source_dir()
+    for p in sorted(src.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(src)).encode())
+            h.update(p.read_bytes())
+    version_h = include / "NvInferVersion.h"
+    h.update(version_h.read_bytes() if version_h.is_file() else str(include).encode())
+    h.update(cuda_arch.encode())
+    build = _cache_root() / "outlook_plugin" / h.hexdigest()[:16]
+    lib = build / PLUGIN_LIB
+    if lib.is_file():
+        return lib
+    try:
+        build_kernel_library(build, archs=cuda_arch, tensorrt_include=include)
+    except NativeBuildError as exc:
+        raise ExportError(f"building the outlook-attention plugin failed: {exc}") from None
+    if not lib.is_file():
+        raise ExportError(f"plugin build finished but {lib} is missing (CMake skipped the plugin; see its output)")
+    return lib
+
+
+# ---- engine build (needs TensorRT and a GPU) -----------------------------------------------------
+
+
+def trt_version() -> str:
+    import tensorrt as trt
+
+    return str(trt.__version__)
+
+
+def load_plugin(path: Path) -> Any:
+    """Load the plugin library into TensorRT's registry (once per process); check our creator is there."""
+    import tensorrt as trt
+
+    registry = trt.get_plugin_registry()
+    if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None:
+        return None  # already loaded in this process (e.g. the staged copy during export)
+    handle = registry.load_library(str(path))
+    if handle is None:
+        raise ExportError(f"TensorRT could not load the plugin library {path}")
+    creator = registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
+    if creator is None:
+        raise ExportError(f"{path} does not register {PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION}")
+    return handle
+
+
+def build_engine(
+    onnx_path: Path,
+    plugin: Path,
+    engine_path: Path,
+    profile: BatchProfile,
+    img_size: int,
+    precision: str,
+    workspace_mib: int | None = None,
+    timing_cache: Path | None = None,
+) -> dict[str, Any]:
+    """Parse ``onnx_path`` (plugin form) and write the serialized engine to ``engine_path`` atomically."""
+    import tensorrt as trt
+
+    from volo_deploy import artifacts
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    load_plugin(plugin)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if strongly is not None:
+        flags |= 1 << int(strongly)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError(f"TensorRT ONNX parser failed on {onnx_path.name}:\n  " + "\n  ".join(errors))
+    config = builder.create_builder_config()
+    if workspace_mib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if profile.dynamic:
+        prof = builder.create_optimization_profile()
+        shapes = [(b, 3, img_size, img_size) for b in (profile.min, profile.opt, profile.max)]
+        prof.set_shape(INPUT_NAME, *shapes)
+        config.add_optimization_profile(prof)
+    cache = None
+    if timing_cache is not None:
+        blob = Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b""
+        cache = config.create_timing_cache(blob)
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ExportError(f"TensorRT could not build an engine from {onnx_path.name} (see the log above)")
+    artifacts.atomic_write_bytes(engine_path, bytes(plan))
+    if cache is not None:
+        artifacts.atomic_write_bytes(timing_cache, bytes(cache.serialize()))
+    return {"strongly_typed": strongly is not None, "layers": network.num_layers}
+
+
+def gpu_info() -> dict[str, Any]:
+    """GPU name, SM and CUDA runtime version as torch sees them."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "sm": f"{major}{minor}",
+        "cuda_runtime": torch.version.cuda,
+    }
