@@ -97,3 +97,16 @@ def test_param_counts_match_published() -> None:
         with torch.device("meta"):
             m = create_model(name)
         assert round(sum(p.numel() for p in m.parameters()) / 1e6, 1) == millions
+
+
+def test_export_friendly_layers_compute_the_same_numbers() -> None:
+    from volo_deploy.models.layers import set_export_friendly
+
+    model = fill_deterministic(create_model("volo_demo_64"))
+    x = golden_input(3, 64)
+    with torch.no_grad():
+        ref = model(x)
+        set_export_friendly(model, True)
+        out = model(x)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    assert set(model.state_dict()) == set(create_model("volo_demo_64").state_dict())

@@ -12,6 +12,7 @@ import torch
 
 from volo_deploy.errors import ExportError
 from volo_deploy.models import outlook_onnx
+from volo_deploy.models.layers import set_export_friendly
 from volo_deploy.models.volo import VOLO
 
 INPUT_NAME = "input"
@@ -30,7 +31,7 @@ def to_onnx_proto(model: VOLO, batch: int = 1, dynamic_batch: bool = False, opse
     x = torch.randn(max(batch, 2) if dynamic_batch else batch, 3, cfg.img_size, cfg.img_size)
     dyn = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
     model = model.eval()
-    with outlook_onnx.as_onnx_nodes(model) as params, torch.no_grad():
+    with outlook_onnx.as_onnx_nodes(model) as params, export_friendly(model), torch.no_grad():
         distinct = set(params)
         if len(distinct) > 1:
             raise ExportError(f"outlook blocks with different attributes are not supported: {sorted(map(str, distinct))}")
@@ -57,6 +58,16 @@ def to_onnx_proto(model: VOLO, batch: int = 1, dynamic_batch: bool = False, opse
         if not any(o.domain == outlook_onnx.DOMAIN for o in proto.opset_import):
             proto.opset_import.append(onnx.helper.make_opsetid(outlook_onnx.DOMAIN, outlook_onnx.OP_VERSION))
     return proto
+
+
+@contextlib.contextmanager
+def export_friendly(model: VOLO):
+    """Temporarily switch the model's layers to their export-friendly (same-numbers) forms."""
+    set_export_friendly(model, True)
+    try:
+        yield model
+    finally:
+        set_export_friendly(model, False)
 
 
 def _fix_batch(proto, batch: int) -> None:

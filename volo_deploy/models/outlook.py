@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from volo_deploy.models.layers import TokenLinear
+
 
 @dataclass(frozen=True)
 class OutlookParams:
@@ -190,9 +192,9 @@ class OutlookAttention(nn.Module):
         super().__init__()
         head_dim = dim // num_heads
         self.params = OutlookParams(kernel_size, padding, stride, num_heads, head_dim**-0.5)
-        self.v = nn.Linear(dim, dim, bias=qkv_bias)
-        self.attn = nn.Linear(dim, kernel_size**4 * num_heads)
-        self.proj = nn.Linear(dim, dim)
+        self.v = TokenLinear(dim, dim, bias=qkv_bias)
+        self.attn = TokenLinear(dim, kernel_size**4 * num_heads)
+        self.proj = TokenLinear(dim, dim)
         self.form = "reference"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,15 +7,16 @@ import torch
 from torch import nn
 
 from volo_deploy.models.configs import VoloConfig
+from volo_deploy.models.layers import Gelu, TokenLinear
 from volo_deploy.models.outlook import OutlookAttention
 
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = TokenLinear(dim, hidden)
+        self.act = Gelu()
+        self.fc2 = TokenLinear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(x)))
@@ -41,8 +42,8 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = TokenLinear(dim, dim * 3, bias=False)
+        self.proj = TokenLinear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
@@ -71,9 +72,9 @@ class ClassAttention(nn.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.kv = nn.Linear(dim, self.head_dim * num_heads * 2, bias=False)
-        self.q = nn.Linear(dim, self.head_dim * num_heads, bias=False)
-        self.proj = nn.Linear(self.head_dim * num_heads, dim)
+        self.kv = TokenLinear(dim, self.head_dim * num_heads * 2, bias=False)
+        self.q = TokenLinear(dim, self.head_dim * num_heads, bias=False)
+        self.proj = TokenLinear(self.head_dim * num_heads, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
@@ -148,9 +149,9 @@ class VOLO(nn.Module):
         self.network = nn.ModuleList(network)
         self.post_network = nn.ModuleList(ClassBlock(dims[-1], heads[-1], mlp) for _ in range(cfg.num_post_layers))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dims[-1]))
-        self.aux_head = nn.Linear(dims[-1], cfg.num_classes)
+        self.aux_head = TokenLinear(dims[-1], cfg.num_classes)
         self.norm = nn.LayerNorm(dims[-1])
-        self.head = nn.Linear(dims[-1], cfg.num_classes)
+        self.head = TokenLinear(dims[-1], cfg.num_classes)
         self.eval()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
