@@ -1,13 +1,91 @@
-"""``volo-bench``: not implemented yet (see the harness issue)."""
+"""``volo-bench``: accuracy and latency of every backend x precision against FP32 PyTorch.
+
+With no arguments: the bundled demo model on the demo digits val set, over every backend
+installed, into ``./volo_bench`` (report.json, report.md, report.csv, plots).
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
+
+from volo_deploy.cli.common import positive_int, run_cli
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="volo-bench", description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the bundled demo model)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="eval images: ImageFolder / ImageNet val folder, or a 'path label' list file "
+                        "(default: demo digits val)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use N evenly spaced images (a fixed subset)")
+    p.add_argument("--calib-data", type=Path, default=None,
+                   help="INT8 calibration images: folder, list file or subset manifest (default: the backend's own; "
+                        "the demo model ships a digits-train manifest)")
+    p.add_argument("--backends", default=None, help="comma list, e.g. torch,onnxruntime,openvino,tensorrt "
+                   "(default: every registered backend; missing runtimes are reported as unavailable)")
+    p.add_argument("--precisions", default=None, help="comma list of fp32,fp16,int8 (default: each backend's own)")
+    p.add_argument("--batch-sizes", default="1,8", help="comma list (default 1,8): p50/p99 at the first, img/s at the last")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls per batch size (default 5)")
+    p.add_argument("--iters", type=positive_int, default=50, help="timed calls per batch size (default 50)")
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads for every runtime")
+    p.add_argument("--artifacts", type=Path, default=None,
+                   help="folder of exports to reuse (checked by hash against each manifest.json) or to fill; "
+                        "default: a temp folder")
+    p.add_argument("--out", type=Path, default=Path("volo_bench"), help="output folder (default ./volo_bench)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    from volo_deploy.harness.bench import BenchConfig, parse_list, run_bench
+    from volo_deploy.harness.report import markdown_table, write_outputs
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    batch_sizes = parse_list(args.batch_sizes, int)
+    if any(b <= 0 for b in batch_sizes):
+        from volo_deploy.errors import BadInputError
+
+        raise BadInputError(f"--batch-sizes {args.batch_sizes}: sizes must be positive")
+    cfg = BenchConfig(
+        model=args.model,
+        checkpoint=args.checkpoint,
+        data=args.data,
+        limit=args.limit,
+        backends=parse_list(args.backends) if args.backends else None,
+        precisions=tuple(p.lower() for p in parse_list(args.precisions)) if args.precisions else None,
+        batch_sizes=batch_sizes,
+        warmup=args.warmup,
+        iters=args.iters,
+        threads=args.threads,
+        artifacts=args.artifacts,
+        calib_data=args.calib_data,
+        progress=not args.quiet,
+        command=["volo-bench", *argv],
+    )
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    report = run_bench(cfg, log=log)
+    paths = write_outputs(report, args.out)
+    print(markdown_table(report))
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("volo-bench: not implemented yet", file=sys.stderr)
-    return 2
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":
