@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None,
                    help="eval images: ImageFolder / ImageNet val folder, or a 'path label' list file "
                         "(default: demo digits val)")
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder the paths of a --data list file or manifest are relative to (default: its own)")
     p.add_argument("--limit", type=positive_int, default=None, help="use N evenly spaced images (a fixed subset)")
     p.add_argument("--calib-data", type=Path, default=None,
                    help="INT8 calibration images: folder, list file or subset manifest (default: the backend's own; "
@@ -64,6 +66,7 @@ def _main(argv: list[str] | None) -> int:
         model=args.model,
         checkpoint=args.checkpoint,
         data=args.data,
+        data_root=args.data_root,
         limit=args.limit,
         backends=parse_list(args.backends) if args.backends else None,
         precisions=tuple(p.lower() for p in parse_list(args.precisions)) if args.precisions else None,

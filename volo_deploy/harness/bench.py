@@ -25,6 +25,7 @@ class BenchConfig:
     model: str | None = None
     checkpoint: Path | None = None
     data: Path | None = None
+    data_root: Path | None = None  # root of a list file / manifest's relative paths
     limit: int | None = None
     backends: tuple[str, ...] | None = None  # None: every registered backend
     precisions: tuple[str, ...] | None = None  # None: each backend's own list
@@ -88,7 +89,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     model, info = load_model(cfg.checkpoint, cfg.model)
     ckpt_sha = artifacts.sha256_file(info.path)
     log(f"model: {info.describe()}")
-    evalset = load_eval_set(model.cfg, cfg.data, cfg.limit, cfg.progress)
+    evalset = load_eval_set(model.cfg, cfg.data, cfg.limit, cfg.progress, cfg.data_root)
     log(f"data: {evalset.source}: {len(evalset.items)} of {evalset.total_available} images ({evalset.layout})")
     for s in evalset.skipped:
         log(f"warning: skipped {s}")
