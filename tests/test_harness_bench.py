@@ -22,14 +22,18 @@ from volo_deploy.harness.report import SCHEMA, TABLE_HEADER
 
 pytest.importorskip("onnxruntime")
 
-FAST = ["--precisions", "fp32", "--limit", "40", "--batch-sizes", "1,4", "--warmup", "1", "--iters", "5", "--quiet"]
+FAST = ["--precisions", "fp32", "--limit", "40", "--batch-sizes", "1,4", "--warmup", "1", "--iters", "5", "--threads", "1",
+        "--quiet"]
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A private cache (demo data tree) and the demo checkpoint (random weights if the asset is absent)."""
+    import torch
+
     from volo_deploy.models import demo_checkpoint
 
+    threads = torch.get_num_threads()  # --threads sets it process-wide: restored below
     root = tmp_path_factory.mktemp("bench")
     old = os.environ.get("VOLO_DEPLOY_CACHE")
     os.environ["VOLO_DEPLOY_CACHE"] = str(root / "cache")
@@ -47,6 +51,7 @@ def env(tmp_path_factory):
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
         args = ["--checkpoint", str(ckpt)]
     yield {"root": root, "checkpoint": ckpt, "args": args, "artifacts": root / "artifacts"}
+    torch.set_num_threads(threads)
     if old is None:
         os.environ.pop("VOLO_DEPLOY_CACHE", None)
     else:
@@ -76,7 +81,8 @@ def test_demo_run_writes_every_output_with_the_schema(demo_run):
     assert r["fingerprints"]["data"].startswith("sha256:") and len(r["fingerprints"]["data"]) == 71
     assert r["data"]["n_images"] == 40 and r["data"]["labeled"] and r["data"]["layout"] == "imagefolder"
     assert r["settings"]["batch_sizes"] == [1, 4] and r["settings"]["iters"] == 5
-    assert r["threads"]["torch_intra_op"] >= 1 and "onnxruntime" in r["versions"]
+    assert r["threads"]["requested"] == r["threads"]["torch_intra_op"] == 1 and "onnxruntime" in r["versions"]
+    assert "threads=1" in r["results"][1]["load_options"]  # reached onnxruntime through its options
     assert [(x["backend"], x["precision"], x["status"]) for x in r["results"]] == [
         ("torch", "fp32", "ok"), ("onnxruntime", "fp32", "ok")]
     ref_top1 = r["reference"]["accuracy"]["top1_pct"]
@@ -147,7 +153,8 @@ def throwaway_backends():
 
 def _cfg(env, **kw) -> BenchConfig:
     ckpt = env["checkpoint"] if env["args"] else None
-    base = dict(checkpoint=ckpt, limit=12, batch_sizes=(1, 2), warmup=1, iters=3, progress=False, artifacts=env["artifacts"])
+    base = dict(checkpoint=ckpt, limit=4, batch_sizes=(2,), warmup=0, iters=2, threads=1, progress=False,
+                artifacts=env["artifacts"])
     return BenchConfig(**{**base, **kw})
 
 
@@ -160,7 +167,7 @@ def test_a_failing_backend_never_stops_the_others(env, demo_run, throwaway_backe
     assert "max abs error" in by["test_skewed"]["reason"] and by["test_skewed"]["validation"]["max_abs"] >= 1.0
     assert by["test_absent"]["status"] == "unavailable"
     assert by["test_absent"]["reason"] == "needs hardware this test machine lacks"
-    assert by["torch"]["status"] == "ok" and by["torch"]["latency"]["2"]["iters"] == 3
+    assert by["torch"]["status"] == "ok" and by["torch"]["latency"]["2"]["iters"] == 2
     assert by["torch"]["artifact"]["reused"] is True  # the demo run's export, hash-checked
     from volo_deploy.harness.report import markdown_table
 
