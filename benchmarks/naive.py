@@ -29,13 +29,13 @@ if source == "timm":
     if ckpt:
         from safetensors.torch import load_file
         model.load_state_dict(load_file(ckpt))
-    x = torch.randn(1, 3, model.pos_embed.shape[1] * 16, model.pos_embed.shape[1] * 16)
+    x = torch.randn(2, 3, model.pos_embed.shape[1] * 16, model.pos_embed.shape[1] * 16)  # batch 1 would be baked into Reshapes
     torch.onnx.export(model, (x,), out, dynamo=True, input_names=["input"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
 elif source == "reference":
     from volo_deploy.models import load_model
     model, _ = load_model(ckpt or None, name)
-    x = torch.randn(1, 3, model.cfg.img_size, model.cfg.img_size)
+    x = torch.randn(2, 3, model.cfg.img_size, model.cfg.img_size)  # batch 2: see above
     torch.onnx.export(model, (x,), out, dynamo=True, input_names=["input"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
 else:  # ours

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import warnings
 from collections import Counter
@@ -21,8 +22,45 @@ MIN_OPSET = 17
 DEFAULT_OPSET = 18
 
 
+_CACHE: dict[tuple, object] = {}
+_CACHE_MAX_PARAMS = 100_000_000  # keep at most one small-to-mid model's graph in memory
+
+
+def weights_digest(model: VOLO) -> str:
+    """sha1 of every tensor of ``model``'s state dict (identifies the numbers, not the object)."""
+    h = hashlib.sha1()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 def to_onnx_proto(model: VOLO, batch: int = 1, dynamic_batch: bool = False, opset: int = DEFAULT_OPSET, form: str = "slice"):
-    """Export ``model`` to an in-memory ``onnx.ModelProto`` (FP32, NCHW input)."""
+    """Export ``model`` to an in-memory ``onnx.ModelProto`` (FP32, NCHW input).
+
+    The dynamo export is the slow step of every backend; the last graph is kept (keyed by
+    the weights and arguments) so exporting one model to several backends exports once.
+    A fresh copy is returned each time.
+    """
+    import onnx
+
+    small = sum(p.numel() for p in model.parameters()) <= _CACHE_MAX_PARAMS
+    key = (weights_digest(model), model.cfg, batch, dynamic_batch, opset, form) if small else None
+    if key is not None and key in _CACHE:
+        copy = onnx.ModelProto()
+        copy.CopyFrom(_CACHE[key])
+        return copy
+    proto = _export_proto(model, batch, dynamic_batch, opset, form)
+    if key is not None:
+        _CACHE.clear()
+        _CACHE[key] = proto
+        copy = onnx.ModelProto()
+        copy.CopyFrom(proto)
+        return copy
+    return proto
+
+
+def _export_proto(model: VOLO, batch: int, dynamic_batch: bool, opset: int, form: str):
     import onnx
 
     if opset < MIN_OPSET:
