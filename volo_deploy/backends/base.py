@@ -141,8 +141,9 @@ class Backend(ABC):
     def options_from_args(cls, args: argparse.Namespace) -> Any:
         return None
 
-    def model_filename(self, model_name: str, precision: str) -> str:
-        return f"{model_name}_{precision}{self.model_suffix}"
+    def model_filename(self, model_name: str, request: ExportRequest) -> str:
+        """Name of the main artifact file (what the runner loads) for ``request``."""
+        return f"{model_name}_{request.precision}{self.model_suffix}"
 
     def check_request(self, request: ExportRequest) -> None:
         """Refuse a request this backend cannot serve here (default: runtime must be installed)."""

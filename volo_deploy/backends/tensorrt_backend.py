@@ -73,6 +73,10 @@ def quantize_for_tensorrt(model, request: ExportRequest, src: Path, dst: Path) -
     return details
 
 
+def _engine_name(model_name: str, precision: str) -> str:
+    return f"{model_name}_{precision}{TensorRtBackend.model_suffix}"
+
+
 def _trt_onnx_name(model_name: str, precision: str) -> str:
     return f"{model_name}_{precision}_trt.onnx"
 
@@ -171,9 +175,6 @@ class TensorRtBackend(Backend):
     model_suffix = ".engine"
     Options = TrtOptions
 
-    def __init__(self) -> None:
-        self._emit_only = False
-
     @classmethod
     def unavailable_reason(cls) -> str | None:
         if _tensorrt_missing():
@@ -216,7 +217,6 @@ class TensorRtBackend(Backend):
     def check_request(self, request: ExportRequest) -> None:
         """Emit-only needs nothing; a build needs TensorRT and a GPU. INT8 needs the quantizer either way."""
         options = request.options or TrtOptions()
-        self._emit_only = options.emit_only  # decides the model file name (engine or ONNX)
         batch_profile(request, options)
         if request.precision == "int8":
             _quantizer()
@@ -230,10 +230,11 @@ class TensorRtBackend(Backend):
         if reason:
             raise BackendUnavailable(f"backend {self.name}: unavailable: {reason}; use --emit-only to prepare a build")
 
-    def model_filename(self, model_name: str, precision: str) -> str:
-        if self._emit_only:
-            return _trt_onnx_name(model_name, precision)
-        return super().model_filename(model_name, precision)
+    def model_filename(self, model_name: str, request: ExportRequest) -> str:
+        """The engine, or with ``--emit-only`` the plugin-form ONNX (nothing else is built here)."""
+        if (request.options or TrtOptions()).emit_only:
+            return _trt_onnx_name(model_name, request.precision)
+        return _engine_name(model_name, request.precision)
 
     def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
         import onnx
@@ -271,7 +272,7 @@ class TensorRtBackend(Backend):
         })
         extra: list[str] = []
         if options.emit_only:
-            engine = super().model_filename(model.cfg.name, request.precision)
+            engine = _engine_name(model.cfg.name, request.precision)
             src_files = trt_engine.copy_plugin_sources(staged / trt_engine.PLUGIN_SRC_DIR)
             text, cmd = trt_engine.build_script(model.cfg.name, request.precision, onnx_name, engine, profile, img,
                                                 options.workspace_mib)

@@ -84,7 +84,7 @@ def export_model(
         log(f"note: {note}")
     log(f"model: {info.describe()}")
     cfg = model.cfg
-    model_file = backend_obj.model_filename(cfg.name, request.precision)
+    model_file = backend_obj.model_filename(cfg.name, request)
     out = artifacts.prepare_output_dir(request.output_dir, [model_file, artifacts.MANIFEST_NAME], request.force)
     ckpt_sha = artifacts.sha256_file(info.path)
     request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha)
