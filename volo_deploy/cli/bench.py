@@ -10,17 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from volo_deploy.cli.common import positive_int, run_cli
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {value}")
-    return value
+from volo_deploy.cli.common import non_negative_int, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

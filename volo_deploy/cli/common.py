@@ -41,13 +41,23 @@ def run_cli(fn: Callable[[list[str] | None], int], argv: list[str] | None = None
         return 130
 
 
-def positive_int(text: str) -> int:
+def at_least(kind: type, low: float, what: str) -> Callable[[str], float]:
+    """An argparse ``type`` that parses ``kind`` and refuses values below ``low``."""
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {what}, found {value}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = at_least(int, 1, "a positive integer")
+non_negative_int = at_least(int, 0, "an integer >= 0")
+non_negative_float = at_least(float, 0.0, "a number >= 0")

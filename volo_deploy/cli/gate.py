@@ -11,17 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from volo_deploy.cli.common import run_cli
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, found {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, found {value}")
-    return value
+from volo_deploy.cli.common import non_negative_float, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
