@@ -75,6 +75,7 @@ class ExportRequest:
     calib_data: Path | None = None
     checkpoint_sha256: str = ""  # filled by the export pipeline
     options: Any = None  # the backend's own frozen Options dataclass
+    quant: Any = None  # volo_deploy.quant.Int8Options for precision "int8" (None: defaults)
 
 
 @dataclass

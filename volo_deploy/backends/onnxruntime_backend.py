@@ -84,7 +84,7 @@ class OrtRunner(Runner):
 class OnnxRuntimeBackend(Backend):
     """Portable ONNX (opset >= 17, no Col2Im, ``volo.OutlookAttention`` local functions)."""
 
-    precisions = ("fp32",)
+    precisions = ("fp32", "int8")
     model_suffix = ".onnx"
     Options = OrtOptions
 
@@ -107,6 +107,15 @@ class OnnxRuntimeBackend(Backend):
         from volo_deploy.artifacts import sha256_file
 
         details = write_portable_onnx(model, request, staged / model_file)
+        if request.precision == "int8":  # Q/DQ ONNX (explicit quantization), profile "onnxruntime"
+            import onnx
+
+            from volo_deploy.quant.export import quantize_for_export
+
+            fp32 = onnx.load(str(staged / model_file))
+            qproto, qdetails = quantize_for_export(model, request, "onnxruntime", fp32_proto=fp32)
+            onnx.save_model(qproto, str(staged / model_file))
+            details.update(qdetails)
         details["onnx_sha256"] = sha256_file(staged / model_file)
         return details
 

@@ -24,8 +24,17 @@ def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17, default 18)")
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="FP16 weights/compute where the backend supports it")
-    prec.add_argument("--int8", action="store_true", help="INT8 post-training quantization (needs --calib-data)")
+    prec.add_argument("--int8", action="store_true", help="INT8 post-training quantization (Q/DQ; --calib-data, default the demo manifest for the demo model)")
     p.add_argument("--calib-data", type=Path, default=None, help="calibration images (folder, list file or manifest)")
+    q = p.add_argument_group("INT8 (--int8)")
+    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax", help="range estimation (default minmax)")
+    q.add_argument("--calib-size", type=positive_int, default=None, help="calibration images drawn (stratified) from --calib-data (default 300-1000 by class count)")
+    q.add_argument("--max-drop", type=float, default=0.5, help="top-1 points allowed below FP32 on --eval-data; layers return to float until met (default 0.5; negative: no check)")
+    q.add_argument("--min-agreement", type=float, default=None, help="also require this %% of --eval-data images to keep FP32's top-1 (e.g. 99)")
+    q.add_argument("--eval-data", type=Path, default=None, help="held-out labeled images for --max-drop (default: the demo's digits val split)")
+    q.add_argument("--calib-cache", type=Path, default=None, help="calibration-range cache file (default: one per model/profile/method in the cache dir)")
+    q.add_argument("--keep-float", action="append", default=[], metavar="PATTERN", help="layer-name pattern kept in float (repeatable), e.g. 'network.0.*'")
+    q.add_argument("--quantize", action="append", default=[], metavar="PATTERN", help="layer-name pattern quantized even if float by default (e.g. 'head')")
     p.add_argument("--val-data", type=Path, default=None, help="images to validate on (default: demo digits or synthetic)")
     p.add_argument("--atol", type=float, default=None, help="max abs logit error allowed in validation")
     p.add_argument("--output", type=Path, default=Path("volo_export"), help="output folder (default ./volo_export)")
@@ -61,6 +70,7 @@ def _main(argv: list[str] | None) -> int:
         force=args.force,
         calib_data=args.calib_data,
         options=backend_cls.options_from_args(args),
+        quant=_int8_options(args) if precision == "int8" else None,
     )
     result = export_model(
         backend_cls.name,
@@ -74,6 +84,22 @@ def _main(argv: list[str] | None) -> int:
     print(f"wrote {result.model_file} ({result.model_file.stat().st_size / 1e6:.1f} MB) in {result.export_seconds:.1f}s")
     print(f"manifest: {result.manifest}")
     return 0
+
+
+def _int8_options(args: argparse.Namespace):
+    from volo_deploy.quant.options import Int8Options
+    from volo_deploy.quant.quantizer import CalibMethod
+
+    return Int8Options(
+        method=CalibMethod.parse(args.calib_method),
+        calib_size=args.calib_size,
+        max_drop=None if args.max_drop < 0 else args.max_drop,
+        min_agreement=args.min_agreement,
+        eval_data=args.eval_data,
+        cache=args.calib_cache,
+        include=tuple(args.quantize),
+        exclude=tuple(args.keep_float),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
