@@ -7,6 +7,17 @@ Raw numbers (no layer returned to float): ``--max-drop 100 --min-agreement -1``.
 
 Calibration: the shipped demo manifest (digits train, 300 images, seed 0). Targets:
 top-1 drop <= 0.5 points and top-1 agreement with FP32 >= 99% on onnxruntime and OpenVINO.
+
+Measured (2-core AVX2 box; FP32 top-1 98.33 on every runtime; default placement: attention
+batched matmuls and the heads float, everything else int8; INT8 top-1 / agreement with FP32)::
+
+    profile (runtime)          minmax          percentile      entropy
+    onnxruntime (ORT)          98.89 / 99.44   98.61 / 99.72   99.17 / 99.17
+    openvino (OpenVINO)        98.89 / 99.44   98.89 / 99.44   99.17 / 99.17
+    tensorrt (run on ORT)      98.89 / 99.44   99.17 / 99.17   99.17 / 99.17
+    NNCF native (OpenVINO)     98.89 / 99.44 (TRANSFORMER, mixed, 300 images)
+
+Calibration (300 images, batch 1): minmax 2-4 s, percentile 3-7 s, entropy 15-29 s.
 """
 
 from __future__ import annotations
