@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -49,20 +48,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-
-def interleaved(fns: dict, iters: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call, calls interleaved (A, B, C, A, B, C...) so they share the noise."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(iters):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from naive import interleaved_medians  # noqa: E402
 
 
 def static_batch(proto, batch: int):
@@ -206,7 +193,7 @@ def main() -> None:
         if nncf_model is not None:
             r_n = ov_compiled(nncf_model, b).create_infer_request()
             fns["ov_nncf"] = lambda r=r_n: r.infer({0: x})
-        med = interleaved(fns, args.iters)
+        med = interleaved_medians(fns, args.iters)
         line = (f"batch {b}: onnxruntime fp32 {med['ort_fp32'] * 1e3:7.1f} int8 {med['ort_int8'] * 1e3:7.1f} "
                 f"ratio {med['ort_fp32'] / med['ort_int8']:.2f}x | openvino fp32 {med['ov_fp32'] * 1e3:7.1f} "
                 f"int8 {med['ov_int8'] * 1e3:7.1f} ratio {med['ov_fp32'] / med['ov_int8']:.2f}x")
