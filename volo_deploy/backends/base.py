@@ -123,9 +123,17 @@ class Backend(ABC):
     model_suffix: ClassVar[str] = ""
     Options: ClassVar[type | None] = None
 
+    requires: ClassVar[tuple[str, ...]] = ()  # importable modules the runtime needs
+    extra: ClassVar[str] = ""  # the pip extra that installs them
+
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """``None`` when the runtime can be used here, else a one-line reason."""
+        import importlib.util
+
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"not installed: {', '.join(missing)} (pip install 'volo_deploy[{cls.extra}]')"
         return None
 
     @classmethod
@@ -165,6 +173,6 @@ class Backend(ABC):
     def load(self, artifact: Path, options: Any = None) -> Runner:
         """A runner for a written artifact."""
 
-    def default_validation_options(self) -> Any:
-        """Runtime options used right after export."""
-        return None
+    def validation_options(self, request: ExportRequest) -> Any:
+        """Runtime options for the check right after export: the request's own options."""
+        return request.options

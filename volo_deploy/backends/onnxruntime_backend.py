@@ -88,12 +88,8 @@ class OnnxRuntimeBackend(Backend):
     model_suffix = ".onnx"
     Options = OrtOptions
 
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        import importlib.util
-
-        missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
-        return f"not installed: {', '.join(missing)} (pip install 'volo_deploy[onnx]')" if missing else None
+    requires = ("onnx", "onnxscript", "onnxruntime")
+    extra = "onnx"
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -232,15 +232,8 @@ class OpenVinoBackend(Backend):
     model_suffix = ".xml"
     Options = OvOptions
 
-    def __init__(self) -> None:
-        self._validation_options: OvOptions | None = None
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        import importlib.util
-
-        missing = [m for m in ("onnx", "onnxscript", "openvino") if importlib.util.find_spec(m) is None]
-        return f"not installed: {', '.join(missing)} (pip install 'volo_deploy[openvino]')" if missing else None
+    requires = ("onnx", "onnxscript", "openvino")
+    extra = "openvino"
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -296,7 +289,6 @@ class OpenVinoBackend(Backend):
         import openvino as ov
 
         opts = request.options or OvOptions()
-        self._validation_options = opts
         ov_model, details = convert_portable_onnx(model, request, opts.outlook_form, staged)
         ov_model, compress, prec = self.prepare_ir(ov_model, model, request)
         xml = staged / model_file
@@ -318,6 +310,6 @@ class OpenVinoBackend(Backend):
         self.require()
         return OvRunner(Path(artifact), options or OvOptions())
 
-    def default_validation_options(self) -> OvOptions:
-        """The options of the export being validated (device, hint...), else defaults."""
-        return self._validation_options or OvOptions()
+    def validation_options(self, request: ExportRequest) -> OvOptions:
+        """The export's own options (device, hint...), else defaults."""
+        return request.options or OvOptions()

@@ -100,7 +100,7 @@ def export_model(
         else:
             x = validation_batch(cfg, val_data, n=n_validate)
             ref = torch_logits(model, x)
-            runner = backend_obj.load(staged / model_file, backend_obj.default_validation_options())
+            runner = backend_obj.load(staged / model_file, backend_obj.validation_options(request))
             try:
                 got = run_batched(runner, x, None if request.dynamic_batch else request.batch)
             finally:
