@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -21,14 +21,6 @@ from volo_deploy.plugins_native import plugin_source_dir
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 
 
-def _quantizer_available() -> bool:
-    try:
-        import volo_deploy.quant as quant
-    except ImportError:
-        return False
-    return hasattr(quant, "quantize_for_export")
-
-
 def _trt_usable() -> str | None:
     from volo_deploy.backends.tensorrt_backend import TensorRtBackend
 
@@ -89,11 +81,28 @@ def test_batch_flags_need_dynamic_batch(tmp_path, capsys):
     assert rc == 2 and "--min-batch <= --opt-batch <= --max-batch" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(_quantizer_available(), reason="the quantizer is installed: the INT8 path is tested with it")
-def test_int8_needs_the_quantizer(tmp_path, capsys):
-    rc = export_cli(["--backend", "trt", "--emit-only", "--int8", "--output", str(tmp_path)])
-    assert rc != 0
-    assert "INT8 for TensorRT needs the quantizer (not installed in this version)" in capsys.readouterr().err
+def test_emit_only_int8_keeps_qdq_around_the_plugin(tmp_path):
+    """--int8 for TensorRT: the quantizer's symmetric Q/DQ model, then plugin surgery; nothing lost."""
+    from volo_deploy.export.trt_surgery import PLUGIN_NAMESPACE
+
+    out = tmp_path / "trt"
+    rc = export_cli(["--backend", "trt", "--emit-only", "--int8", "--output", str(out)])  # the trained demo
+    assert rc == 0
+    manifest = _check_emit_output(out, "volo_demo_64", "int8", tmp_path)
+    proto = onnx.load(str(out / "volo_demo_64_int8_trt.onnx"))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") >= ops.count("QuantizeLinear")
+    zero_points = {i.name: i for i in proto.graph.initializer}
+    for node in proto.graph.node:  # TensorRT wants symmetric int8: every zero point is int8 and 0
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            zp = onnx.numpy_helper.to_array(zero_points[node.input[2]])
+            assert zp.dtype.name == "int8" and not zp.any()
+    for node in proto.graph.node:
+        if node.op_type == "OutlookAttention":
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode()
+            assert {"kernel_size", "padding", "stride", "num_heads", "scale"} <= set(attrs)
+    assert manifest["precision"] == "int8"
 
 
 def _fake_tools(bin_dir: Path, log: Path) -> dict[str, str]:

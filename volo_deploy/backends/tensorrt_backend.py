@@ -32,7 +32,6 @@ from volo_deploy.errors import BackendUnavailable, BadInputError
 
 NOT_INSTALLED = "TensorRT is not installed (pip install tensorrt / JetPack)"
 DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32
-QUANTIZER_MISSING = "INT8 for TensorRT needs the quantizer (not installed in this version)"
 
 
 @dataclass(frozen=True)
@@ -52,22 +51,12 @@ def _tensorrt_missing() -> bool:
     return importlib.util.find_spec("tensorrt") is None
 
 
-def _quantizer():
-    if importlib.util.find_spec("volo_deploy.quant") is None:
-        raise BackendUnavailable(QUANTIZER_MISSING)
-    import importlib
-
-    quant = importlib.import_module("volo_deploy.quant")
-    if not hasattr(quant, "quantize_for_export"):
-        raise BackendUnavailable(f"{QUANTIZER_MISSING}: volo_deploy.quant has no quantize_for_export")
-    return quant.quantize_for_export
-
-
 def quantize_for_tensorrt(model, request: ExportRequest, src: Path, dst: Path) -> dict[str, Any]:
     """Q/DQ ONNX for TensorRT from the portable ONNX ``src``, written to ``dst`` (the INT8 hook)."""
     import onnx
 
-    quantize_for_export = _quantizer()
+    from volo_deploy.quant import quantize_for_export
+
     proto, details = quantize_for_export(model, request, "tensorrt", fp32_proto=onnx.load(str(src)))
     onnx.save_model(proto, str(dst))
     return details
@@ -215,11 +204,9 @@ class TensorRtBackend(Backend):
         )
 
     def check_request(self, request: ExportRequest) -> None:
-        """Emit-only needs nothing; a build needs TensorRT and a GPU. INT8 needs the quantizer either way."""
+        """Emit-only needs nothing here; a build needs TensorRT and a GPU."""
         options = request.options or TrtOptions()
         batch_profile(request, options)
-        if request.precision == "int8":
-            _quantizer()
         if options.emit_only:
             if options.plugin is not None or options.timing_cache is not None:
                 raise BadInputError("--plugin and --timing-cache apply to an engine build, not to --emit-only")
