@@ -111,3 +111,12 @@ def test_non_volo_state_dict(tmp_path) -> None:
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(1000, 2048)}, path)
     with pytest.raises(CheckpointError, match=r"not a VOLO state dict; expected keys .* missing patch_embed"):
         load_model(path)
+
+
+def test_unknown_model_name_is_reported_before_anything_else() -> None:
+    from volo_deploy.errors import ModelNameError
+
+    with pytest.raises(ModelNameError, match="unknown model 'volo_d9_224'; known: volo_d1_224"):
+        load_model(None, "volo_d9_224")
+    with pytest.raises(CheckpointError, match="no checkpoint given"):
+        load_model(None, "volo_d1_224")

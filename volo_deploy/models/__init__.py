@@ -52,6 +52,8 @@ def load_model(
     (or the size in ``name``) may differ from the training size: pos_embed is resized.
     With neither ``checkpoint`` nor ``name``, loads the bundled demo model.
     """
+    if name is not None:
+        get_config(name, img_size)  # an unknown name or size is the first thing to report
     if checkpoint is None:
         if name not in (None, DEMO_MODEL, "volo_demo"):
             raise CheckpointError(f"--model {name}: no checkpoint given (only the demo model ships weights)")
