@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -73,8 +71,7 @@ def _export_proto(model: VOLO, batch: int, dynamic_batch: bool, opset: int, form
         distinct = set(params)
         if len(distinct) > 1:
             raise ExportError(f"outlook blocks with different attributes are not supported: {sorted(map(str, distinct))}")
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with outlook_onnx.quiet_torch_export():
             prog = torch.onnx.export(
                 model,
                 (x,),

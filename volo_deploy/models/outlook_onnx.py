@@ -91,6 +91,22 @@ def translation_table() -> dict:
 
 
 @contextlib.contextmanager
+def quiet_torch_export() -> Iterator[None]:
+    """Hide the dynamo exporter's progress lines, warnings and torchvision-op log lines."""
+    import logging
+
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def as_onnx_nodes(model: torch.nn.Module) -> Iterator[list[OutlookParams]]:
     """Temporarily route every outlook core through the custom op; yields their params."""
     mods = [m for m in model.modules() if isinstance(m, OutlookAttention)]
@@ -126,8 +142,7 @@ def function_proto(params: OutlookParams, v_shape: tuple[int, int, int, int], op
     v = torch.randn(max(b, 2), hh, ww, c)
     attn = torch.randn(max(b, 2), h, w, params.num_heads * params.kernel_size**4)
     batch = torch.export.Dim("batch", min=1)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
+    with quiet_torch_export():
         prog = torch.onnx.export(
             _Core(params, form),
             (v, attn),
