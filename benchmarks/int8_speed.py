@@ -69,6 +69,7 @@ def ort_session(proto, profile_dir: str | None = None):
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # interleaved sessions: see onnx_vs_naive
     if profile_dir:
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(profile_dir) / "ort")
