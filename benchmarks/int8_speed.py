@@ -10,15 +10,15 @@ prints where the time goes per op type: onnxruntime ``enable_profiling`` and Ope
 ``PERF_COUNT`` (``get_profiling_info``, with the kernel each node ran). ``--nncf`` adds
 NNCF's native OpenVINO INT8. Target: OpenVINO INT8 >= 1.3x faster than FP32 at batch 8.
 
-Measured on the 2-core AMD EPYC dev box (AVX2, no AVX-512/VNNI; shared, load ~10, so
-absolute times are ~5x an idle box; ratios are what count), onnxruntime 1.32, OpenVINO 2026.4,
-median of 5 interleaved calls::
+Measured on the 2-core AMD EPYC dev box (AVX2, no AVX-512/VNNI), idle, onnxruntime 1.32,
+OpenVINO 2026.4, median of 10 interleaved calls, fp32/int8 (>1: int8 faster)::
 
-    placement                    batch  onnxruntime fp32/int8   OpenVINO fp32/int8
-    default (all Conv/Linear)      1          1.14x                  1.12x
-    default (all Conv/Linear)      8          1.24x                  1.06x
-    Conv only (--keep-float 'network.[0234].*' --keep-float 'post_network.*')
-                                   8          1.00x                  1.08x
+    batch 1: onnxruntime fp32 110.1 int8  80.9 ms 1.36x | openvino fp32  102.8 int8  104.4 ms 0.98x
+    batch 8: onnxruntime fp32 1060  int8 791   ms 1.34x | openvino fp32 1061   int8 1206   ms 0.88x
+
+Earlier, on the same box under load ~10 (ratios only): default placement batch 8 ORT 1.24x,
+OpenVINO 1.06x; Conv-only int8 (--keep-float 'network.[0234].*' --keep-float 'post_network.*')
+batch 8 ORT 1.00x, OpenVINO 1.08x.
 
 Where the time goes (batch 8, ms per call, fp32 | int8, one profiling run)::
 
