@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from volo_deploy import artifacts
-from volo_deploy.backends.base import ExportRequest, ExportResult, get_backend
+from volo_deploy.backends.base import ExportRequest, ExportResult, get_backend, run_in_chunks
 from volo_deploy.data.samples import validation_batch
 from volo_deploy.export.validate import DEFAULT_TOLERANCES, Tolerance, check, compare_logits
 from volo_deploy.models import CheckpointInfo, load_model
@@ -34,14 +34,7 @@ def run_batched(runner, x: np.ndarray, batch: int | None) -> np.ndarray:
     """Run ``x`` through ``runner`` in chunks of ``batch`` (padding the last, fixed-batch models)."""
     if batch is None:
         return runner.run(x)
-    outs = []
-    for i in range(0, len(x), batch):
-        chunk = x[i : i + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        outs.append(runner.run(chunk)[:n])
-    return np.concatenate(outs)
+    return run_in_chunks(runner.run, x, batch, pad=True)
 
 
 def model_metadata(model: VOLO, info: CheckpointInfo, checkpoint_sha256: str) -> dict[str, object]:

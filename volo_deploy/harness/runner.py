@@ -188,18 +188,13 @@ def _batch_of(x: np.ndarray, n: int) -> np.ndarray:
 def _measure(runner, ctx: CaseContext, res: CaseResult, label: str) -> None:
     from tqdm import tqdm
 
+    from volo_deploy.backends.base import run_in_chunks
     from volo_deploy.harness.stats import agreement_stats, latency_stats, topk_accuracy
 
     fixed = runner.input_shape[0]
     chunk = fixed or max(ctx.batch_sizes)
-    outs = []
-    for i in tqdm(range(0, len(ctx.x), chunk), desc=f"accuracy {label}", unit="batch", disable=not ctx.progress, leave=False):
-        part = ctx.x[i : i + chunk]
-        n = len(part)
-        if fixed and n < fixed:  # fixed-batch artifact: pad the last chunk, keep the first n outputs
-            part = np.concatenate([part, np.repeat(part[-1:], fixed - n, axis=0)])
-        outs.append(np.asarray(runner.run(part))[:n])
-    logits = np.concatenate(outs).astype(np.float32)
+    desc = f"accuracy {label}" if ctx.progress else None
+    logits = run_in_chunks(runner.run, ctx.x, chunk, pad=bool(fixed), desc=desc).astype(np.float32)
     res.agreement = agreement_stats(ctx.ref_logits, logits)
     if ctx.labels is not None:
         acc = topk_accuracy(logits, ctx.labels)

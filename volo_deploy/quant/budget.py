@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from volo_deploy.errors import QuantizationError
-from volo_deploy.quant.evaluate import logits, top1
+from volo_deploy.quant.evaluate import agreement, logits, top1
 from volo_deploy.quant.quantizer import QuantConfig, QuantResult, quantize_onnx
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class BudgetReport:
 
 def _score(proto, x, labels, runtime, ref_logits) -> tuple[float, float]:
     got = logits(proto, x, runtime, desc=f"eval int8 ({runtime})")
-    return top1(got, labels), float((got.argmax(1) == ref_logits.argmax(1)).mean() * 100.0)
+    return top1(got, labels), agreement(ref_logits, got)
 
 
 def quantize_within_budget(

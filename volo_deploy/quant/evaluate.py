@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from volo_deploy.backends.base import run_in_chunks
 from volo_deploy.errors import QuantizationError
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -65,16 +66,7 @@ def make_predict(proto, runtime: str = "onnxruntime", threads: int | None = None
         raise QuantizationError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
 
     def predict(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        b = batch or 32
-        outs = []
-        for i in range(0, len(x), b):
-            chunk = x[i : i + b]
-            n = len(chunk)
-            if batch and n < batch:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-            outs.append(run(chunk)[:n])
-        return np.concatenate(outs)
+        return run_in_chunks(run, np.ascontiguousarray(x, np.float32), batch or 32, pad=bool(batch))
 
     return predict
 
@@ -91,3 +83,10 @@ def logits(proto, x: np.ndarray, runtime: str = "onnxruntime", desc: str = "eval
 def top1(logit: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy in percent."""
     return float((logit.argmax(1) == labels).mean() * 100.0)
+
+
+def agreement(ref: np.ndarray, got: np.ndarray) -> float:
+    """Top-1 agreement of ``got`` with ``ref`` in percent (the export validation's statistic)."""
+    from volo_deploy.export.validate import compare_logits
+
+    return compare_logits(ref, got).top1_agreement * 100.0

@@ -111,7 +111,7 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
         raise QuantizationError(f"openvino_path must be 'qdq' or 'nncf', got {opts.openvino_path!r}")
     from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
     from volo_deploy.quant.data import calibration_set, eval_set
-    from volo_deploy.quant.evaluate import logits, top1
+    from volo_deploy.quant.evaluate import agreement, logits, top1
     from volo_deploy.quant.nncf_openvino import nncf_quantize_openvino, ov_logits
 
     with tempfile.TemporaryDirectory(prefix="volo-fp32-") as tmp:
@@ -132,7 +132,7 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
         got = ov_logits(ov_model, ev.x)
         drop = top1(ref, ev.labels) - top1(got, ev.labels)
         details["accuracy"] = {"fp32_top1": top1(ref, ev.labels), "int8_top1": top1(got, ev.labels), "drop": drop,
-                               "agreement": float((ref.argmax(1) == got.argmax(1)).mean() * 100), "eval_data": ev.describe()}
+                               "agreement": agreement(ref, got), "eval_data": ev.describe()}
         if drop > opts.max_drop:
             raise QuantizationError(f"NNCF INT8 misses the budget: top-1 drop {drop:.2f} > {opts.max_drop} points")
     return ov_model, details

@@ -74,17 +74,15 @@ def nncf_quantize_openvino(
 def ov_logits(ov_model, x: np.ndarray, desc: str = "eval nncf (openvino)") -> np.ndarray:
     """Logits of ``x`` from an ``openvino.Model`` on CPU."""
     import openvino as ov
-    from tqdm.auto import tqdm
+
+    from volo_deploy.backends.base import run_in_chunks
 
     compiled = ov.Core().compile_model(ov_model, "CPU")
     req = compiled.create_infer_request()
     batch = compiled.input(0).get_partial_shape()[0]
     b = batch.get_length() if batch.is_static else 32
-    outs = []
-    for i in tqdm(range(0, len(x), b), desc=desc, leave=False):
-        chunk = x[i : i + b]
-        n = len(chunk)
-        if n < b:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-        outs.append(np.array(req.infer({0: np.ascontiguousarray(chunk, np.float32)})[compiled.output(0)])[:n])
-    return np.concatenate(outs)
+
+    def run(chunk: np.ndarray) -> np.ndarray:
+        return np.array(req.infer({0: np.ascontiguousarray(chunk, np.float32)})[compiled.output(0)])
+
+    return run_in_chunks(run, x, b, pad=batch.is_static, desc=desc)
