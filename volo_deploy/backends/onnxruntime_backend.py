@@ -100,8 +100,6 @@ class OnnxRuntimeBackend(Backend):
         return OrtOptions(threads=getattr(args, "threads", None))
 
     def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
-        from volo_deploy.artifacts import sha256_file
-
         details = write_portable_onnx(model, request, staged / model_file)
         if request.precision == "int8":  # Q/DQ ONNX (explicit quantization), profile "onnxruntime"
             import onnx
@@ -112,8 +110,7 @@ class OnnxRuntimeBackend(Backend):
             qproto, qdetails = quantize_for_export(model, request, "onnxruntime", fp32_proto=fp32)
             onnx.save_model(qproto, str(staged / model_file))
             details.update(qdetails)
-        details["onnx_sha256"] = sha256_file(staged / model_file)
-        return details
+        return details  # file hashes: the manifest's "files" list
 
     def load(self, artifact: Path, options: Any = None) -> Runner:
         self.require()

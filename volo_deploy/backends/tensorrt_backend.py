@@ -252,7 +252,6 @@ class TensorRtBackend(Backend):
                        "namespace": trt_surgery.PLUGIN_NAMESPACE},
             "plugin_nodes": len(trt_surgery.outlook_nodes(proto)),
             "trt_onnx": onnx_name,
-            "trt_onnx_sha256": sha256_file(staged / onnx_name),
             "onnx_dtype": "float16" if request.precision == "fp16" else "float32",
             "strongly_typed": True,
             "batch_profile": {"min": profile.min, "opt": profile.opt, "max": profile.max, "dynamic": profile.dynamic},
@@ -292,7 +291,6 @@ class TensorRtBackend(Backend):
                 "tensorrt": trt_engine.trt_version(),
                 "plugin_source": str(plugin),
                 "plugin_sha256": sha256_file(staged / PLUGIN_LIB),
-                "engine_sha256": sha256_file(staged / model_file),
                 "trtexec": " ".join(cmd),
             })
         details["extra_files"] = extra
