@@ -38,11 +38,11 @@ elif source == "reference":
     x = torch.randn(2, 3, model.cfg.img_size, model.cfg.img_size)  # batch 2: see above
     torch.onnx.export(model, (x,), out, dynamo=True, input_names=["input"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-else:  # ours
+else:  # "ours:<backend>"
     from volo_deploy.backends import ExportRequest
     from volo_deploy.export.pipeline import export_model
     from pathlib import Path
-    res = export_model("onnx", ExportRequest(output_dir=Path(out), dynamic_batch=True, force=True),
+    res = export_model(source.split(":")[1], ExportRequest(output_dir=Path(out), dynamic_batch=True, force=True),
                        model_name=name, checkpoint=ckpt or None, n_validate=2, log=lambda *_: None)
     out = str(res.model_file)
 secs = time.perf_counter() - t0
@@ -52,7 +52,10 @@ print("RESULT " + json.dumps({"path": out, "seconds": secs, "peak_rss_mb": rss_m
 
 
 def export_in_subprocess(source: str, model: str, out: Path, checkpoint: Path | None, python: str = sys.executable) -> dict:
-    """Run one export in a fresh process; returns {path, seconds, peak_rss_mb}."""
+    """Run one export in a fresh process; returns {path, seconds, peak_rss_mb}.
+
+    ``source``: ``timm``, ``reference`` (both naive dynamo ONNX) or ``ours:<backend>``.
+    """
     proc = subprocess.run(
         [python, "-c", CHILD_EXPORT, source, model, str(out), str(checkpoint or "")],
         capture_output=True,

@@ -35,13 +35,14 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from volo_deploy.export.onnx_graph import op_histogram
-    from volo_deploy.models import create_model
+    from volo_deploy.models import create_model, get_config
     from volo_deploy.models.init import deterministic_state_dict
 
+    size = get_config(args.model).img_size
     work = Path(tempfile.mkdtemp(prefix="volo_bench_"))
     ckpt = work / f"{args.model}.safetensors"
     save_file(deterministic_state_dict(create_model(args.model)), str(ckpt))
-    ours = export_in_subprocess("ours", args.model, work / "ours", ckpt)
+    ours = export_in_subprocess("ours:onnx", args.model, work / "ours", ckpt)
     naive, source = naive_onnx(args.model, work / "naive.onnx", ckpt, args.timm_python, args.naive_onnx)
 
     so = ort.SessionOptions()
@@ -61,7 +62,7 @@ def main() -> None:
               f"Col2Im {hist.get('Col2Im', 0)}, nodes {sum(v for k, v in hist.items() if '/' not in k)}")
     rows = []
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
-        x = np.random.default_rng(0).standard_normal((bs, 3, 224, 224)).astype(np.float32)
+        x = np.random.default_rng(0).standard_normal((bs, 3, size, size)).astype(np.float32)
         outs = {k: s.run(None, {"input": x})[0] for k, s in sessions.items()}
         diff = float(np.abs(outs["ours"] - outs["naive"]).max())
         med = interleaved_medians({k: (lambda s=s: s.run(None, {"input": x})) for k, s in sessions.items()}, args.iters)

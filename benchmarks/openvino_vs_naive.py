@@ -15,29 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from naive import interleaved_medians, naive_onnx  # noqa: E402
-
-
-def export_ours(model: str, ckpt: Path, out: Path) -> tuple[Path, float]:
-    from volo_deploy.backends import ExportRequest
-    from volo_deploy.export.pipeline import export_model
-
-    start = time.perf_counter()
-    res = export_model(
-        "openvino",
-        ExportRequest(output_dir=out, dynamic_batch=True, force=True),
-        model_name=model,
-        checkpoint=ckpt,
-        n_validate=2,
-        log=lambda *_: None,
-    )
-    return res.model_file, time.perf_counter() - start
+from naive import export_in_subprocess, interleaved_medians, naive_onnx  # noqa: E402
 
 
 def main() -> None:
@@ -61,7 +44,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="volo_ov_bench_"))
     ckpt = work / f"{args.model}.safetensors"
     save_file(deterministic_state_dict(create_model(args.model)), str(ckpt))
-    ours_xml, ours_s = export_ours(args.model, ckpt, work / "ours")
+    ours = export_in_subprocess("ours:openvino", args.model, work / "ours", ckpt)
+    ours_xml = Path(ours["path"])
     naive, source = naive_onnx(args.model, work / "naive.onnx", ckpt, args.timm_python, args.naive_onnx)
 
     core = ov.Core()
@@ -69,7 +53,7 @@ def main() -> None:
     if args.threads:
         config["INFERENCE_NUM_THREADS"] = str(args.threads)
     print(f"model {args.model}, OpenVINO {ov.get_version()} CPU, naive = {source}")
-    print(f"  ours  export {ours_s:.1f} s (incl. validation) -> {ours_xml.name}")
+    print(f"  ours  export {ours['seconds']:.1f} s (incl. validation), peak RSS {ours['peak_rss_mb']:.0f} MB -> {ours_xml.name}")
     print(f"  naive export {naive['seconds']:.1f} s, peak RSS {naive['peak_rss_mb']:.0f} MB")
     rows = []
     size = create_model(args.model).cfg.img_size
