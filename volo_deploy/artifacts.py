@@ -11,7 +11,6 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import platform
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -118,12 +117,10 @@ def library_versions(*names: str) -> dict[str, str | None]:
 
 
 def machine_info() -> dict[str, object]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-    }
+    """The machine section of manifests and reports (see :mod:`volo_deploy.machine`)."""
+    from volo_deploy.machine import describe_machine
+
+    return describe_machine()
 
 
 def now_iso() -> str:

@@ -78,6 +78,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     from volo_deploy import artifacts
     from volo_deploy.export.pipeline import torch_logits
     from volo_deploy.harness.data import load_eval_set
+    from volo_deploy.machine import hardware_fingerprint
     from volo_deploy.harness.report import SCHEMA, result_rows_summary
     from volo_deploy.harness.runner import CaseContext, run_case
     from volo_deploy.harness.stats import topk_accuracy
@@ -132,12 +133,17 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     finally:
         if tmp is not None:
             tmp.cleanup()
+    machine = artifacts.machine_info()
     report = {
         "schema": SCHEMA,
         "toolkit_version": artifacts.toolkit_version(),
         "created": artifacts.now_iso(),
         "command": list(cfg.command),
-        "fingerprints": {"model": f"sha256:{ckpt_sha}", "data": evalset.fingerprint},
+        "fingerprints": {
+            "model": f"sha256:{ckpt_sha}",
+            "data": evalset.fingerprint,
+            "hardware": hardware_fingerprint(machine, threads["torch_intra_op"]),
+        },
         "model": {
             "name": model_cfg.name,
             "checkpoint": str(info.path),
@@ -158,7 +164,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             "calib_data": str(calib) if calib else None,
         },
         "threads": threads,
-        "machine": artifacts.machine_info(),
+        "machine": machine,
         "versions": artifacts.library_versions(
             "volo_deploy", "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt"
         ),

@@ -14,7 +14,10 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
 - ``settings``: ``backends``, ``precisions`` (null: each backend's own), ``batch_sizes``,
   ``warmup``, ``iters``, ``limit``, ``noisy_cv``, ``artifacts``, ``calib_data``.
 - ``threads``: ``requested``, ``torch_intra_op``, ``torch_inter_op``, ``env``, ``cpu_count``.
-- ``machine`` (platform, processor, cpu_count, python), ``versions`` (library -> version or null).
+- ``fingerprints.hardware``: :func:`volo_deploy.machine.hardware_fingerprint` of the machine and
+  the torch thread count; ``volo-gate`` compares latency only between equal ones.
+- ``machine`` (:func:`volo_deploy.machine.describe_machine`: platform, arch, processor, ``cpu``
+  with model and ISA ``features``, cpu_count, python, ``gpus``), ``versions`` (library -> version or null).
 - ``reference``: FP32 PyTorch, ``accuracy`` ``{top1_pct, top5_pct}`` or null without labels.
 - ``results``: one object per backend x precision:
 
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from volo_deploy.errors import BadInputError
+from volo_deploy.machine import summary_line
 
 SCHEMA = "volo_deploy.bench_report/1"
 TABLE_HEADER = ("backend", "precision", "status", "size MB", "top-1", "delta vs FP32", "agreement", "p50 ms", "p99 ms", "img/s")
@@ -134,7 +138,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"- data: {d['source']}, {d['n_images']} images ({d['layout']}), {report['fingerprints']['data'][:19]}...",
         f"- reference FP32 PyTorch top-1: {_fmt(ref.get('top1_pct'), '.2f', '%')}, "
         f"top-5: {_fmt(ref.get('top5_pct'), '.2f', '%')}",
-        f"- machine: {report['machine'].get('processor')}, {report['machine'].get('cpu_count')} CPUs; "
+        f"- machine: {summary_line(report['machine'])} ({report['fingerprints'].get('hardware', 'no hardware fingerprint')}); "
         f"threads: {report['threads'].get('requested') or 'default'} (torch {report['threads'].get('torch_intra_op')})",
         f"- timing: {st['warmup']} warm-up + {st['iters']} timed calls per batch size; "
         f"p50/p99 at batch {lat_bs}, img/s at batch {thr_bs}",
