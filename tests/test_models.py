@@ -92,7 +92,7 @@ def test_registry_lists_every_published_variant() -> None:
 
 
 def test_param_counts_match_published() -> None:
-    # Published parameter counts (VOLO paper, Yuan et al. 2021, Table 2): d1 26.6M, d2 58.7M.
+    # Published parameter counts (timm model cards: volo_d1_224 26.6M, volo_d2_224 58.7M).
     # Counted on meta tensors: no memory.
     for name, millions in [("volo_d1_224", 26.6), ("volo_d2_224", 58.7)]:
         with torch.device("meta"):

@@ -65,7 +65,7 @@ FAMILIES: dict[str, VoloConfig] = {
     ),
 }
 
-# Published resolutions (VOLO paper, Table 2) and timm's eval crop_pct (timm/models/volo.py default_cfgs;
+# Published resolutions (VOLO paper, Yuan et al. 2021) and timm's eval crop_pct (timm/models/volo.py default_cfgs;
 # the official sail-sg/volo config uses 0.96 for d1-d3 and 1.15 for d4-d5 at every size).
 PUBLISHED: dict[str, float] = {
     "volo_d1_224": 0.96,
