@@ -55,7 +55,6 @@ def write_digits_tree(root: str | Path, split: str = "val") -> Path:
 
 def default_demo_dir() -> Path:
     """Where the CLIs write the demo tree when given no data (a per-user cache dir)."""
-    base = os.environ.get("VOLO_DEPLOY_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "volo_deploy"
-    )
-    return Path(base) / "digits"
+    from volo_deploy.cache import cache_dir
+
+    return cache_dir("digits")

@@ -183,9 +183,9 @@ def build_script(
 
 
 def _cache_root() -> Path:
-    root = os.environ.get("VOLO_DEPLOY_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "volo_deploy")
-    return Path(root)
+    from volo_deploy.cache import cache_dir
+
+    return cache_dir()
 
 
 def find_tensorrt_include() -> Path | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -16,10 +15,9 @@ from volo_deploy.quant.quantizer import QuantConfig, QuantResult, quantize_onnx
 def default_cache_path(variant: str, img_size: int, profile: str, method: str) -> Path:
     """One calibration cache file per model/profile/method: a changed checkpoint or data set is
     then detected as a key mismatch (reported, recalibrated) rather than silently missed."""
-    base = os.environ.get("VOLO_DEPLOY_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "volo_deploy"
-    )
-    return Path(base) / "calib" / f"{variant}_{img_size}_{profile}_{method}.json"
+    from volo_deploy.cache import cache_dir
+
+    return cache_dir("calib", f"{variant}_{img_size}_{profile}_{method}.json")
 
 
 def quantize_for_export(
