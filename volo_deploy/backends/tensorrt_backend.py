@@ -3,9 +3,9 @@
 Export: portable ONNX -> (INT8: Q/DQ ONNX from ``volo_deploy.quant.quantize_onnx``) -> plugin
 form (:mod:`volo_deploy.export.trt_surgery`) -> (FP16: FP16 ONNX) -> strongly typed TensorRT
 engine (:mod:`volo_deploy.export.trt_engine`). ``--emit-only`` stops before TensorRT and writes
-what a target machine needs instead: the plugin-form ONNX, the plugin sources and
-``build_engine.sh`` (CMake plugin build + the exact ``trtexec`` line); it needs neither TensorRT
-nor a GPU.
+what a target machine needs instead (:mod:`volo_deploy.export.jetson_bundle`): the plugin-form
+ONNX, the plugin sources, ``build_engine.sh`` (CMake plugin build + the exact ``trtexec`` line),
+``infer.py``, ``bench_engine.sh``, DeepStream and Triton configs; it needs neither TensorRT nor a GPU.
 
 INT8 hook (:func:`quantize_for_tensorrt`): ``volo_deploy.quant.quantize_for_export(model, request,
 "tensorrt", fp32_proto=...)`` turns the portable ONNX into a Q/DQ ONNX (profile ``tensorrt``:
@@ -298,21 +298,12 @@ class TensorRtBackend(Backend):
         })
         extra: list[str] = []
         if options.emit_only:
-            engine = _engine_name(model.cfg.name, request.precision)
-            src_files = trt_engine.copy_plugin_sources(staged / trt_engine.PLUGIN_SRC_DIR)
-            text, cmd = trt_engine.build_script(model.cfg.name, request.precision, onnx_name, engine, profile, img,
-                                                options.workspace_mib)
-            script = staged / trt_engine.SCRIPT_NAME
-            script.write_text(text)
-            script.chmod(0o755)
-            extra += [str(p.relative_to(staged)) for p in src_files] + [trt_engine.SCRIPT_NAME]
-            details.update({
-                "emit_only": True,
-                "engine_file": engine,
-                "trtexec": " ".join(cmd),
-                "validation_skipped": "--emit-only: no engine is built here; run build_engine.sh on the target, "
-                                      "then check the engine there (volo-bench --backend trt)",
-            })
+            from volo_deploy.export.jetson_bundle import write_bundle
+
+            bundle = write_bundle(staged, model.cfg, onnx_name=onnx_name, precision=request.precision,
+                                  profile=profile, workspace_mib=options.workspace_mib, target_trt=options.target_trt)
+            extra += bundle.pop("extra_files")
+            details.update(bundle)
         else:
             from volo_deploy.plugins_native import PLUGIN_LIB
 

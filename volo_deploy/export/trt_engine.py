@@ -114,6 +114,22 @@ def copy_plugin_sources(dest: Path) -> list[Path]:
     return out
 
 
+# Shell snippet: $TRTEXEC from the environment, PATH, $TENSORRT_ROOT/bin or JetPack's /usr/src/tensorrt/bin.
+FIND_TRTEXEC = r"""TRTEXEC="${TRTEXEC:-}"
+if [[ -z "$TRTEXEC" ]]; then
+  if command -v trtexec >/dev/null 2>&1; then
+    TRTEXEC="$(command -v trtexec)"
+  elif [[ -n "${TENSORRT_ROOT:-}" && -x "${TENSORRT_ROOT}/bin/trtexec" ]]; then
+    TRTEXEC="${TENSORRT_ROOT}/bin/trtexec"
+  elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
+    TRTEXEC=/usr/src/tensorrt/bin/trtexec
+  else
+    echo "error: trtexec not found (PATH, \$TENSORRT_ROOT/bin, /usr/src/tensorrt/bin); set TRTEXEC=/path/to/trtexec" >&2
+    exit 1
+  fi
+fi
+"""
+
 _SCRIPT = r"""#!/usr/bin/env bash
 # Build the TensorRT engine of {model} ({precision}) on the target GPU machine (x86_64 or Jetson).
 # Written by volo_deploy {version} (volo-export --backend trt --emit-only); run it from anywhere:
@@ -146,28 +162,17 @@ if [[ -z "${{CUDA_ARCH:-}}" ]]; then
   exit 1
 fi
 
-TRTEXEC="${{TRTEXEC:-}}"
-if [[ -z "$TRTEXEC" ]]; then
-  if command -v trtexec >/dev/null 2>&1; then
-    TRTEXEC="$(command -v trtexec)"
-  elif [[ -n "${{TENSORRT_ROOT:-}}" && -x "${{TENSORRT_ROOT}}/bin/trtexec" ]]; then
-    TRTEXEC="${{TENSORRT_ROOT}}/bin/trtexec"
-  elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
-    TRTEXEC=/usr/src/tensorrt/bin/trtexec
-  else
-    echo "error: trtexec not found (PATH, \$TENSORRT_ROOT/bin, /usr/src/tensorrt/bin); set TRTEXEC=/path/to/trtexec" >&2
-    exit 1
-  fi
-fi
-
+{find_trtexec}
 # TensorRT version from the headers (NvInferVersion.h) or trtexec's banner; < 10 has no IPluginV3.
 trt_major=""
+trt_inc=""
 for inc in "${{TENSORRT_ROOT:+$TENSORRT_ROOT/include}}" "${{TENSORRT_INCLUDE_DIR:-}}" /usr/include/aarch64-linux-gnu \
            /usr/include/x86_64-linux-gnu /usr/local/tensorrt/include /usr/include; do
   if [[ -n "$inc" && -f "$inc/NvInferVersion.h" ]]; then
     trt_major="$(sed -nE 's/^#define (NV_TENSORRT_MAJOR|TRT_MAJOR_ENTERPRISE) +([0-9]+).*/\2/p' "$inc/NvInferVersion.h" | head -n 1)"
     trt_minor="$(sed -nE 's/^#define (NV_TENSORRT_MINOR|TRT_MINOR_ENTERPRISE) +([0-9]+).*/\2/p' "$inc/NvInferVersion.h" | head -n 1)"
     trt_found="TensorRT $trt_major.${{trt_minor:-?}} ($inc/NvInferVersion.h)"
+    trt_inc="$inc"
     break
   fi
 done
@@ -228,7 +233,7 @@ def build_script(
     text = _SCRIPT.format(
         model=model_name, precision=precision, version=__version__, script=SCRIPT_NAME, src_dir=PLUGIN_SRC_DIR,
         plugin_name=f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION}", plugin_lib=PLUGIN_LIB, engine=engine,
-        trtexec_line=line, post_build=post_build,
+        trtexec_line=line, post_build=post_build, find_trtexec=FIND_TRTEXEC,
     )
     return text, cmd
 
