@@ -11,7 +11,8 @@ Header sets are ``include/`` folders of NVIDIA/TensorRT release tags extracted i
     python scripts/check_plugin_headers.py --arch 87 DIR…  # explicit include folders
 
 Each set is built with CMake (``VOLO_PLUGIN_HEADERS_ONLY=ON``: linked with ``--no-undefined``,
-proving no libnvinfer symbol is needed), then ``volo_outlook_plugin_selftest`` runs. TensorRT < 10
+proving no libnvinfer symbol is needed), then ``volo_outlook_plugin_selftest`` runs; the bundle's
+self-registering loader (``libvolo_outlook_autoload.so``, for DeepStream/Triton) is compiled too. TensorRT < 10
 has no IPluginV3: CMake skips the plugin, and the table shows the compiler's first error on the
 plugin source as the evidence. Exit status 1 when a TensorRT >= 10 set fails.
 """
@@ -53,6 +54,21 @@ def _compile_error(include: Path) -> str:
     return "compiles?!" if proc.returncode == 0 else _first_error(proc.stderr)
 
 
+def check_loader(include: Path, build: Path) -> str:
+    """Compile the bundle's self-registering loader (DeepStream/Triton) against ``include``: ok/fail."""
+    from volo_deploy.export.jetson_bundle import TEMPLATES
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        return "no g++"
+    build.mkdir(parents=True, exist_ok=True)
+    cuda = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"
+    proc = subprocess.run([cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-isystem",
+                           str(include), "-isystem", str(cuda), str(TEMPLATES / "volo_outlook_autoload.cpp"), "-o",
+                           str(build / "libvolo_outlook_autoload.so"), "-ldl"], capture_output=True, text=True)
+    return "ok" if proc.returncode == 0 else "fail"
+
+
 def check(include: Path, build: Path, arch: str) -> tuple[str, str]:
     """(``ok``/``fail``, detail) for one header set."""
     version = header_version(include)
@@ -89,12 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         name = ".".join(map(str, v)) if v else inc.parent.name
         t0 = time.perf_counter()
         status, detail = check(inc, args.build_dir / name, args.arch)
-        rows.append((name, status, detail, v))
+        rows.append((name, status, check_loader(inc, args.build_dir / name / "loader"), detail, v))
         print(f"  {name}: {status} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    print(f"| TensorRT headers | sm_{args.arch} plugin build + self-test | detail |\n|---|---|---|")
-    for name, status, detail, _ in rows:
-        print(f"| {name} | {status} | {detail.replace('|', '/')} |")
-    bad = [n for n, s, _, v in rows if s != "ok" and (v is None or v[:2] >= MIN_TENSORRT)]
+    print(f"| TensorRT headers | sm_{args.arch} plugin build + self-test | bundle loader | detail |\n|---|---|---|---|")
+    for name, status, loader, detail, _ in rows:
+        print(f"| {name} | {status} | {loader} | {detail.replace('|', '/')} |")
+    bad = [n for n, s, ld, _, v in rows if (s != "ok" or ld != "ok") and (v is None or v[:2] >= MIN_TENSORRT)]
     return 1 if bad else 0
 
 
