@@ -453,3 +453,5 @@ def test_target_trt_below_10_refused(tmp_path, capsys):
     assert not (tmp_path / "manifest.json").exists()
     rc = export_cli(["--backend", "trt", "--emit-only", "--target-trt", "ten", "--output", str(tmp_path)])
     assert rc == 2 and "--target-trt 'ten'" in capsys.readouterr().err
+    rc = export_cli(["--backend", "trt", "--target-trt", "10.3", "--output", str(tmp_path)])
+    assert rc == 2 and "--target-trt applies to --emit-only" in capsys.readouterr().err

@@ -201,7 +201,7 @@ echo "== building the {plugin_name} plugin for sm_$CUDA_ARCH"
 cmake "${{cmake_args[@]}}"
 cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || echo 2)"
 if [[ ! -f "$BUILD_DIR/{plugin_lib}" ]]; then
-  echo "error: $BUILD_DIR/{plugin_lib} was not built: TensorRT headers (NvInfer.h) not found? set TENSORRT_ROOT" >&2
+  echo "error: $BUILD_DIR/{plugin_lib} was not built: TensorRT >= 10 headers (NvInfer.h) not found? see CMake's 'plugin skipped' line above; set TENSORRT_ROOT" >&2
   exit 1
 fi
 cp "$BUILD_DIR/{plugin_lib}" "$HERE/{plugin_lib}"
