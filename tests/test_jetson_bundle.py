@@ -439,6 +439,17 @@ def test_infer_py_with_stand_in_tensorrt(built, images, tmp_path):
         assert float(top[0][0]) == pytest.approx(p.max(), abs=1e-4)
 
 
+def test_infer_py_bad_image_is_one_line(built, tmp_path):
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake/tensorrt.py").write_text(FAKE_TENSORRT)
+    (tmp_path / "notes.png").write_text("not an image")
+    proc = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS + DRIVER, str(tmp_path / "fake"), str(built),
+                           str(tmp_path / "notes.png")], capture_output=True, text=True, cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1
+    assert lines[0].startswith(f"error: image {tmp_path / 'notes.png'}: cannot be read (")
+
+
 def test_infer_py_imports_without_tensorrt(built, tmp_path):
     proc = _run_blocked("import sys; sys.path.insert(0, sys.argv[1]); import infer; "
                         "assert 'tensorrt' not in sys.modules; print(infer.top_k(__import__('numpy').arange(7.0), 2))",

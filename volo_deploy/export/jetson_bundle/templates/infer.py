@@ -143,6 +143,13 @@ def top_k(logits: np.ndarray, k: int) -> list[tuple[int, float]]:
     return [(int(i), float(p[i])) for i in order]
 
 
+def _load(path: Path) -> np.ndarray:
+    try:
+        return preprocess.load(path)[None]
+    except (OSError, ValueError) as exc:  # missing, unreadable or not an image (PIL raises OSError subclasses)
+        raise SystemExit(f"error: image {path}: cannot be read ({exc})") from None
+
+
 def main(argv: list[str] | None = None, trt=None, cuda=None) -> int:
     meta = json.loads((HERE / "bundle.json").read_text())
     ap = argparse.ArgumentParser(description=f"top-k of {meta['model']} ({meta['precision']}) with TensorRT")
@@ -153,8 +160,8 @@ def main(argv: list[str] | None = None, trt=None, cuda=None) -> int:
     ap.add_argument("--top", type=int, default=5)
     args = ap.parse_args(argv)
     labels = args.labels.read_text().splitlines() if args.labels.is_file() else []
+    inputs = [(p, _load(p)) for p in args.images]
     engine = Engine(args.engine, args.plugin, trt=trt, cuda=cuda)
-    inputs = [(p, preprocess.load(p)[None]) for p in args.images]
     engine.run(inputs[0][1])  # warm-up: first-run allocations are not the model's latency
     for path, x in inputs:
         t0 = time.perf_counter()
