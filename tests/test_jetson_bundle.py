@@ -122,7 +122,7 @@ def _command_lines(text: str) -> list[list[str]]:
             words = shlex.split(line)
         except ValueError:
             continue
-        if words and (words[0] in ("trtexec", "$TRTEXEC") or words[0].endswith("/trtexec")):
+        if words and "=" not in words[0] and (words[0] in ("trtexec", "$TRTEXEC") or words[0].endswith("/trtexec")):
             lines.append(words)
     return lines
 
@@ -218,6 +218,18 @@ def test_bench_engine_runs_trtexec_with_valid_flags(built, tmp_path):
     plugin = next(a.split("=", 1)[1] for a in args if a.startswith("--dynamicPlugins="))
     assert plugin.startswith("./") and (built / plugin).is_file()  # the script runs from its own folder
     assert {"--warmUp=500", "--iterations=200", "--percentile=50,90,99"} <= set(args)
+
+
+def test_bench_engine_fixed_batch(tmp_path):
+    from volo_deploy.export.jetson_bundle import _bench_script
+    from volo_deploy.export.trt_engine import BatchProfile
+
+    script = tmp_path / "bench_engine.sh"
+    script.write_text(_bench_script("m.engine", BatchProfile(4, 4, 4, dynamic=False), 224))
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    (line,) = _command_lines(script.read_text())
+    assert "BATCH" not in script.read_text() and not any(w.startswith("--shapes") for w in line)
+    assert "--loadEngine=m.engine" in line and "--dynamicPlugins=./libvolo_outlook_plugin.so" in line
 
 
 def _parse_key_value_groups(text: str) -> dict[str, dict[str, str]]:
