@@ -150,7 +150,7 @@ def _check_emit_output(out: Path, model: str, precision: str, tmp_path: Path) ->
     trtexec = manifest["export"]["trtexec"]
     args = shlex.split(trtexec)
     assert args[0] == "trtexec" and f"--onnx={onnx_name}" in args
-    assert "--dynamicPlugins=libvolo_outlook_plugin.so" in args and "--stronglyTyped" in args
+    assert "--dynamicPlugins=./libvolo_outlook_plugin.so" in args and "--stronglyTyped" in args
     assert '"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in args[1:]) in text
 
     # run the script with stand-ins for cmake and trtexec: it must reach trtexec with exactly those arguments
@@ -205,3 +205,58 @@ def test_engine_build_and_run_demo(demo_ckpt, tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["export"]["plugin_sha256"] and manifest["export"]["tensorrt"]
     assert "max_abs" in manifest["validation"]
+
+
+def test_trtexec_plugin_is_a_path_dlopen_finds():
+    """dlopen searches a bare name only in the library path: every emitted line passes a path."""
+    from volo_deploy.export.trt_engine import BatchProfile, bench_command, trtexec_command
+
+    prof = BatchProfile(1, 1, 1, dynamic=False)
+    for plugin, want in [("libvolo_outlook_plugin.so", "./libvolo_outlook_plugin.so"),
+                         ("build/libvolo_outlook_plugin.so", "build/libvolo_outlook_plugin.so"),
+                         ("/opt/p/libvolo_outlook_plugin.so", "/opt/p/libvolo_outlook_plugin.so")]:
+        for cmd in (trtexec_command("m.onnx", plugin, "m.engine", prof, 64, "fp16"),
+                    bench_command("m.engine", plugin, prof, 64)):
+            assert f"--dynamicPlugins={want}" in cmd
+            assert not {"--fp16", "--int8", "--best"} & set(cmd)
+
+
+def test_runner_gets_an_absolute_plugin_path(tmp_path, monkeypatch):
+    """An engine named relative to the current folder must not turn into a bare plugin name."""
+    import volo_deploy.backends.tensorrt_backend as t
+
+    seen = {}
+    monkeypatch.setattr(t.TensorRtBackend, "require", lambda self: None)
+    monkeypatch.setattr(t, "TensorRtRunner", lambda engine, plugin: seen.update(engine=engine, plugin=plugin))
+    (tmp_path / "libvolo_outlook_plugin.so").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    t.TensorRtBackend().load(Path("m.engine"))
+    assert seen["plugin"].is_absolute() and seen["plugin"] == tmp_path.resolve() / "libvolo_outlook_plugin.so"
+
+
+def test_installed_tensorrt_8_is_refused_with_one_line(monkeypatch):
+    import volo_deploy.backends.tensorrt_backend as t
+    from volo_deploy.errors import BackendUnavailable
+    from volo_deploy.export import trt_engine
+
+    monkeypatch.setattr(t, "_tensorrt_missing", lambda: False)
+    monkeypatch.setattr(t, "installed_trt_version", lambda: "8.5.2.2")
+    reason = t.TensorRtBackend.unavailable_reason()
+    assert reason.startswith("TensorRT 8.5.2.2 is too old") and "JetPack 6" in reason and "\n" not in reason
+    with pytest.raises(BackendUnavailable, match="8.5.2.2 is too old"):
+        t.TensorRtBackend().load(Path("x.engine"))
+    trt_engine.check_supported("10.3.0.30")  # JetPack 6: fine
+    trt_engine.check_supported((11, 1, 0))
+
+
+def test_header_version_spellings(tmp_path):
+    from volo_deploy.export.trt_engine import header_version
+
+    (tmp_path / "NvInferVersion.h").write_text("#define NV_TENSORRT_MAJOR 10 //!< x\n#define NV_TENSORRT_MINOR 3\n"
+                                               "#define NV_TENSORRT_PATCH 0\n")
+    assert header_version(tmp_path) == (10, 3, 0)
+    (tmp_path / "NvInferVersion.h").write_text("#define TRT_MAJOR_ENTERPRISE 11\n#define TRT_MINOR_ENTERPRISE 1\n"
+                                               "#define TRT_PATCH_ENTERPRISE 0\n"
+                                               "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE\n")
+    assert header_version(tmp_path) == (11, 1, 0)
+    assert header_version(tmp_path / "missing") is None

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,88 @@ def gpu_info() -> list[dict[str, Any]]:
     return gpus
 
 
+# L4T release -> JetPack (NVIDIA JetPack release notes); other releases map by L4T major.
+JETPACK_BY_L4T = {(35, 4): "5.1.2", (35, 5): "5.1.3", (35, 6): "5.1.4", (36, 3): "6.0", (36, 4): "6.1",
+                  (36, 4, 3): "6.2", (36, 4, 4): "6.2.1", (38, 2): "7.0"}
+JETPACK_MAJOR_BY_L4T = {32: "4", 34: "5", 35: "5", 36: "6", 38: "7"}
+_GPU_DEVFREQ = ("gpu", "gp10b", "gv11b", "ga10b", "gb10b")  # Jetson GPU devfreq node names (TX2 .. Thor)
+
+
+def _l4t_release(text: str) -> str | None:
+    """``# R36 (release), REVISION: 4.3, ...`` -> ``"36.4.3"``."""
+    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
+    return f"{m.group(1)}.{m.group(2).rstrip('.')}" if m else None
+
+
+def _jetpack(l4t: str | None) -> str | None:
+    if not l4t:
+        return None
+    parts = tuple(int(x) for x in l4t.split("."))
+    for key in (parts[:3], parts[:2]):
+        if key in JETPACK_BY_L4T:
+            return JETPACK_BY_L4T[key]
+    major = JETPACK_MAJOR_BY_L4T.get(parts[0])
+    return f"{major}.x" if major else None
+
+
+def _power_mode(root: Path) -> str | None:
+    """``nvpmodel -q`` -> ``"MAXN (0)"``; None without nvpmodel (searched under ``root``, and PATH for /)."""
+    import shutil
+    import subprocess
+
+    dirs = [str(root / d) for d in ("usr/sbin", "usr/bin", "sbin")]
+    if root == Path("/"):
+        dirs.insert(0, os.environ.get("PATH", ""))
+    exe = shutil.which("nvpmodel", path=os.pathsep.join(dirs))
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "-q"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"NV Power Mode:[ \t]*(\S+)[ \t]*(?:\r?\n\s*(\d+))?", out)
+    if not m:
+        return None
+    return f"{m.group(1)} ({m.group(2)})" if m.group(2) else m.group(1)
+
+
+def _min_eq_max(pairs: list[tuple[Path, Path]]) -> bool | None:
+    """True when every (min, max) frequency file pair holds the same value; None when none is readable."""
+    seen = [(_read(a).strip(), _read(b).strip()) for a, b in pairs]
+    seen = [(a, b) for a, b in seen if a and b]
+    return all(a == b for a, b in seen) if seen else None
+
+
+def _clocks_locked(root: Path) -> dict[str, bool | None]:
+    cpus = sorted((root / "sys/devices/system/cpu").glob("cpu[0-9]*/cpufreq"))
+    cpu = _min_eq_max([(c / "scaling_min_freq", c / "scaling_max_freq") for c in cpus])
+    gpus = [d for d in sorted((root / "sys/class/devfreq").glob("*")) if any(k in d.name for k in _GPU_DEVFREQ)]
+    gpu = _min_eq_max([(g / "min_freq", g / "max_freq") for g in gpus])
+    locked = False if False in (cpu, gpu) else None if None in (cpu, gpu) else True
+    return {"cpu": cpu, "gpu": gpu, "locked": locked}
+
+
+def jetson_info(root: Path = Path("/")) -> dict[str, Any] | None:
+    """NVIDIA Jetson identity, or None elsewhere: module (device tree), L4T release -> JetPack,
+    power mode (``nvpmodel -q``, None if absent), whether CPU and GPU clocks are locked (min == max).
+
+    ``root`` is the filesystem root to read (tests pass a fake tree).
+    """
+    root = Path(root)
+    release = _read(root / "etc/nv_tegra_release")
+    model = _read(root / "proc/device-tree/model").replace("\x00", "").strip()
+    if not release and "jetson" not in model.lower():
+        return None
+    l4t = _l4t_release(release)
+    return {
+        "module": model or None,
+        "l4t": l4t,
+        "jetpack": _jetpack(l4t),
+        "power_mode": _power_mode(root),
+        "clocks": _clocks_locked(root),
+    }
+
+
 def describe_machine() -> dict[str, Any]:
     """The machine section of ``report.json`` and every ``manifest.json``."""
     cpu = cpu_info()
@@ -113,6 +196,7 @@ def describe_machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "gpus": gpu_info(),
+        **({"jetson": jetson} if (jetson := jetson_info()) is not None else {}),
     }
 
 
@@ -131,6 +215,8 @@ def hardware_fingerprint(machine: dict[str, Any], threads: int | None = None) ->
         "threads": threads,
         "gpus": [(g.get("name"), g.get("compute_capability")) for g in machine.get("gpus") or []],
     }
+    if machine.get("jetson"):  # same module, other power mode: other clocks, other latency
+        key["jetson"] = [machine["jetson"].get("module"), machine["jetson"].get("power_mode")]
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return f"hw:{digest[:16]}"
 
@@ -140,6 +226,13 @@ def summary_line(machine: dict[str, Any]) -> str:
     cpu = machine.get("cpu") or {}
     feats = " ".join(cpu.get("features") or []) or "no listed ISA features"
     gpus = ", ".join(f"{g['name']} (sm_{g['compute_capability'].replace('.', '')})" for g in machine.get("gpus") or [])
-    return f"{cpu.get('model', machine.get('processor'))}, {machine.get('cpu_count')} CPUs [{feats}]" + (
+    line = f"{cpu.get('model', machine.get('processor'))}, {machine.get('cpu_count')} CPUs [{feats}]" + (
         f"; GPU: {gpus}" if gpus else ""
     )
+    jetson = machine.get("jetson")
+    if jetson:
+        locked = (jetson.get("clocks") or {}).get("locked")
+        clocks = {True: "clocks locked", False: "clocks NOT locked", None: "clocks unknown"}[locked]
+        line += (f"; Jetson: {jetson.get('module')}, JetPack {jetson.get('jetpack') or '?'} "
+                 f"(L4T {jetson.get('l4t') or '?'}), power mode {jetson.get('power_mode') or '?'}, {clocks}")
+    return line

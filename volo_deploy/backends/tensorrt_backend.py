@@ -3,9 +3,9 @@
 Export: portable ONNX -> (INT8: Q/DQ ONNX from ``volo_deploy.quant.quantize_onnx``) -> plugin
 form (:mod:`volo_deploy.export.trt_surgery`) -> (FP16: FP16 ONNX) -> strongly typed TensorRT
 engine (:mod:`volo_deploy.export.trt_engine`). ``--emit-only`` stops before TensorRT and writes
-what a target machine needs instead: the plugin-form ONNX, the plugin sources and
-``build_engine.sh`` (CMake plugin build + the exact ``trtexec`` line); it needs neither TensorRT
-nor a GPU.
+what a target machine needs instead (:mod:`volo_deploy.export.jetson_bundle`): the plugin-form
+ONNX, the plugin sources, ``build_engine.sh`` (CMake plugin build + the exact ``trtexec`` line),
+``infer.py``, ``bench_engine.sh``, DeepStream and Triton configs; it needs neither TensorRT nor a GPU.
 
 INT8 hook (:func:`quantize_for_tensorrt`): ``volo_deploy.quant.quantize_for_export(model, request,
 "tensorrt", fp32_proto=...)`` turns the portable ONNX into a Q/DQ ONNX (profile ``tensorrt``:
@@ -45,10 +45,25 @@ class TrtOptions:
     workspace_mib: int | None = None  # None: TensorRT's default (the device memory)
     timing_cache: Path | None = None
     emit_only: bool = False
+    target_trt: str | None = None  # --emit-only: TensorRT version on the target (checked: >= 10.0)
 
 
 def _tensorrt_missing() -> bool:
     return importlib.util.find_spec("tensorrt") is None
+
+
+def installed_trt_version() -> str:
+    """Version of the installed ``tensorrt`` (distribution metadata, else the module's ``__version__``)."""
+    from importlib import metadata
+
+    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_cu12", "tensorrt_cu13"):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    import tensorrt
+
+    return str(tensorrt.__version__)
 
 
 def quantize_for_tensorrt(model, request: ExportRequest, src: Path, dst: Path) -> dict[str, Any]:
@@ -60,6 +75,15 @@ def quantize_for_tensorrt(model, request: ExportRequest, src: Path, dst: Path) -
     proto, details = quantize_for_export(model, request, "tensorrt", fp32_proto=onnx.load(str(src)))
     onnx.save_model(proto, str(dst))
     return details
+
+
+def _check_target_trt(version: str) -> None:
+    from volo_deploy.export.trt_engine import check_supported
+
+    try:
+        check_supported(version)
+    except ValueError:
+        raise BadInputError(f"--target-trt {version!r}: expected a version such as 10.3") from None
 
 
 def _engine_name(model_name: str, precision: str) -> str:
@@ -168,6 +192,14 @@ class TensorRtBackend(Backend):
     def unavailable_reason(cls) -> str | None:
         if _tensorrt_missing():
             return NOT_INSTALLED
+        from volo_deploy.export.trt_engine import check_supported
+
+        try:
+            check_supported(installed_trt_version())
+        except BackendUnavailable as exc:
+            return str(exc)
+        except ValueError:
+            pass  # unreadable version string: let TensorRT itself decide
         import torch
 
         if not torch.cuda.is_available():
@@ -188,8 +220,11 @@ class TensorRtBackend(Backend):
                             help="builder workspace limit in MiB (default: TensorRT's)")
         parser.add_argument("--timing-cache", type=Path, default=None, help="timing cache file (read and updated)")
         parser.add_argument("--emit-only", action="store_true",
-                            help="no engine: write the plugin-form ONNX, plugin sources and build_engine.sh "
-                                 "for the target (works without TensorRT and GPU)")
+                            help="no engine: write a deployment bundle for the target (plugin-form ONNX, plugin "
+                                 "sources, build_engine.sh, infer.py, DeepStream/Triton configs; no TensorRT or GPU)")
+        parser.add_argument("--target-trt", default=None, metavar="VERSION",
+                            help="--emit-only: TensorRT version of the target (e.g. 10.3 for JetPack 6); "
+                                 "refused below 10.0 (JetPack 5)")
 
     @classmethod
     def options_from_args(cls, args: argparse.Namespace) -> TrtOptions:
@@ -201,15 +236,20 @@ class TensorRtBackend(Backend):
             workspace_mib=args.workspace,
             timing_cache=args.timing_cache,
             emit_only=args.emit_only,
+            target_trt=args.target_trt,
         )
 
     def check_request(self, request: ExportRequest) -> None:
         """Emit-only needs nothing here; a build needs TensorRT and a GPU."""
         options = request.options or TrtOptions()
         batch_profile(request, options)
+        if options.target_trt is not None and not options.emit_only:
+            raise BadInputError("--target-trt applies to --emit-only (an engine build uses the installed TensorRT)")
         if options.emit_only:
             if options.plugin is not None or options.timing_cache is not None:
                 raise BadInputError("--plugin and --timing-cache apply to an engine build, not to --emit-only")
+            if options.target_trt is not None:
+                _check_target_trt(options.target_trt)
             return
         if _tensorrt_missing():
             raise BackendUnavailable(f"{NOT_INSTALLED}; use --emit-only to prepare a build for the target")
@@ -258,21 +298,12 @@ class TensorRtBackend(Backend):
         })
         extra: list[str] = []
         if options.emit_only:
-            engine = _engine_name(model.cfg.name, request.precision)
-            src_files = trt_engine.copy_plugin_sources(staged / trt_engine.PLUGIN_SRC_DIR)
-            text, cmd = trt_engine.build_script(model.cfg.name, request.precision, onnx_name, engine, profile, img,
-                                                options.workspace_mib)
-            script = staged / trt_engine.SCRIPT_NAME
-            script.write_text(text)
-            script.chmod(0o755)
-            extra += [str(p.relative_to(staged)) for p in src_files] + [trt_engine.SCRIPT_NAME]
-            details.update({
-                "emit_only": True,
-                "engine_file": engine,
-                "trtexec": " ".join(cmd),
-                "validation_skipped": "--emit-only: no engine is built here; run build_engine.sh on the target, "
-                                      "then check the engine there (volo-bench --backend trt)",
-            })
+            from volo_deploy.export.jetson_bundle import write_bundle
+
+            bundle = write_bundle(staged, model.cfg, onnx_name=onnx_name, precision=request.precision,
+                                  profile=profile, workspace_mib=options.workspace_mib, target_trt=options.target_trt)
+            extra += bundle.pop("extra_files")
+            details.update(bundle)
         else:
             from volo_deploy.plugins_native import PLUGIN_LIB
 
@@ -307,6 +338,9 @@ class TensorRtBackend(Backend):
                                 "with build_engine.sh on the target first")
         plugin = (options.plugin if isinstance(options, TrtOptions) and options.plugin else None) or (
             artifact.parent / PLUGIN_LIB)
-        if not Path(plugin).is_file():
+        # Absolute: "x.engine" in the current folder would otherwise give a bare name, which dlopen
+        # looks up in the library path only.
+        plugin = Path(plugin).resolve()
+        if not plugin.is_file():
             raise BadInputError(f"plugin library {plugin} not found (pass the libvolo_outlook_plugin.so of the build)")
-        return TensorRtRunner(artifact, Path(plugin))
+        return TensorRtRunner(artifact, plugin)

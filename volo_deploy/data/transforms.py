@@ -36,18 +36,7 @@ class EvalTransform:
         return math.floor(self.img_size / self.crop_pct)
 
     def __call__(self, img: Image.Image) -> np.ndarray:
-        img = img.convert("RGB")
-        w, h = img.size
-        short, long = (w, h) if w <= h else (h, w)
-        size = self.resize_size
-        new_short, new_long = size, int(size * long / short)
-        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-        if (new_w, new_h) != (w, h):
-            img = img.resize((new_w, new_h), Image.BICUBIC)
-        arr = np.asarray(img, dtype=np.float32) / 255.0  # (h, w, 3)
-        arr = _center_crop(arr, self.img_size)
-        arr = (arr - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        return eval_preprocess(img, self.img_size, self.resize_size, self.mean, self.std)
 
     def load(self, path: str | Path) -> np.ndarray:
         """Open ``path`` and transform it; raises :class:`DataError` if unreadable."""
@@ -57,6 +46,23 @@ class EvalTransform:
                 return self(img)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"image {path}: cannot be read ({exc})") from None
+
+
+# eval_preprocess and _center_crop need only numpy and Pillow: the TensorRT deployment bundle copies
+# their source verbatim (volo_deploy.export.jetson_bundle), so keep them free of other imports.
+def eval_preprocess(img: Image.Image, img_size: int, resize_size: int, mean, std) -> np.ndarray:
+    """Shorter side -> ``resize_size`` (bicubic), center crop ``img_size``, /255, (x - mean) / std; CHW float32."""
+    img = img.convert("RGB")
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = resize_size, int(resize_size * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), Image.BICUBIC)
+    arr = np.asarray(img, dtype=np.float32) / 255.0  # (h, w, 3)
+    arr = _center_crop(arr, img_size)
+    arr = (arr - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def _center_crop(arr: np.ndarray, size: int) -> np.ndarray:

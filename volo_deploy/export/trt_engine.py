@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from volo_deploy.export.trt_surgery import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN
 from volo_deploy.plugins_native import PLUGIN_LIB, NativeBuildError, build_kernel_library, plugin_source_dir
 
 NOT_INSTALLED = "TensorRT is not installed (pip install tensorrt / JetPack)"
+MIN_TENSORRT = (10, 0)  # IPluginV3 + getCreators; JetPack 6 ships 10.3, JetPack 5 ships 8.5 (no IPluginV3)
+TOO_OLD = ("TensorRT {found} is too old for the outlook-attention plugin (IPluginV3, TensorRT >= 10.0): "
+           "JetPack 5 (TensorRT 8.5) is not supported, use JetPack 6 (TensorRT 10.3) or JetPack 7 (TensorRT 10.13+)")
 PLUGIN_SOURCE_PATTERNS = ("*.cu", "*.cuh", "*.h", "*.cpp", "CMakeLists.txt", "README.md", "tests/*.cpp")
 SCRIPT_NAME = "build_engine.sh"
 PLUGIN_SRC_DIR = "plugin_src"
@@ -57,8 +61,12 @@ def trtexec_command(
     timing_cache: str | None = None,
     trtexec: str = "trtexec",
 ) -> list[str]:
-    """The ``trtexec`` argument list equivalent to :func:`build_engine` (same network, same profile)."""
-    cmd = [trtexec, f"--onnx={onnx_file}", f"--dynamicPlugins={plugin}"]
+    """The ``trtexec`` argument list equivalent to :func:`build_engine` (same network, same profile).
+
+    Valid for TensorRT 10.x and 11.x: precision comes from the ONNX types (``--stronglyTyped``, a no-op
+    in 11.x); never ``--fp16``/``--int8``/``--best``, which TensorRT 11 removed.
+    """
+    cmd = [trtexec, f"--onnx={onnx_file}", f"--dynamicPlugins={dlopen_path(plugin)}"]
     if profile.dynamic:  # trtexec refuses shape flags for a static-shape model
         cmd += [f"--minShapes={profile.shape(profile.min, img_size)}", f"--optShapes={profile.shape(profile.opt, img_size)}",
                 f"--maxShapes={profile.shape(profile.max, img_size)}"]
@@ -69,6 +77,25 @@ def trtexec_command(
         cmd.append(f"--memPoolSize=workspace:{workspace_mib}M")
     if timing_cache:
         cmd.append(f"--timingCacheFile={timing_cache}")
+    return cmd
+
+
+def dlopen_path(plugin: str | Path) -> str:
+    """``plugin`` as dlopen finds it: a bare file name gets ``./`` (dlopen searches only the library
+    path for names without a slash, never the current folder)."""
+    text = str(plugin)
+    return text if "/" in text else f"./{text}"
+
+
+def bench_command(engine: str, plugin: str, profile: BatchProfile, img_size: int, batch: int | None = None,
+                  warmup_ms: int = 500, iterations: int = 200, trtexec: str = "trtexec") -> list[str]:
+    """``trtexec --loadEngine`` timing line (TensorRT 10.x and 11.x flags): warm-up, fixed iteration count,
+    median/p90/p99, no host<->device copies in the timed loop."""
+    cmd = [trtexec, f"--loadEngine={engine}", f"--dynamicPlugins={dlopen_path(plugin)}"]
+    if profile.dynamic:
+        cmd.append(f"--shapes={profile.shape(batch or profile.opt, img_size)}")
+    cmd += [f"--warmUp={warmup_ms}", f"--iterations={iterations}", "--duration=0", "--percentile=50,90,99",
+            "--useSpinWait", "--noDataTransfers"]
     return cmd
 
 
@@ -86,6 +113,22 @@ def copy_plugin_sources(dest: Path) -> list[Path]:
         out.append(dest / rel)
     return out
 
+
+# Shell snippet: $TRTEXEC from the environment, PATH, $TENSORRT_ROOT/bin or JetPack's /usr/src/tensorrt/bin.
+FIND_TRTEXEC = r"""TRTEXEC="${TRTEXEC:-}"
+if [[ -z "$TRTEXEC" ]]; then
+  if command -v trtexec >/dev/null 2>&1; then
+    TRTEXEC="$(command -v trtexec)"
+  elif [[ -n "${TENSORRT_ROOT:-}" && -x "${TENSORRT_ROOT}/bin/trtexec" ]]; then
+    TRTEXEC="${TENSORRT_ROOT}/bin/trtexec"
+  elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
+    TRTEXEC=/usr/src/tensorrt/bin/trtexec
+  else
+    echo "error: trtexec not found (PATH, \$TENSORRT_ROOT/bin, /usr/src/tensorrt/bin); set TRTEXEC=/path/to/trtexec" >&2
+    exit 1
+  fi
+fi
+"""
 
 _SCRIPT = r"""#!/usr/bin/env bash
 # Build the TensorRT engine of {model} ({precision}) on the target GPU machine (x86_64 or Jetson).
@@ -119,19 +162,32 @@ if [[ -z "${{CUDA_ARCH:-}}" ]]; then
   exit 1
 fi
 
-TRTEXEC="${{TRTEXEC:-}}"
-if [[ -z "$TRTEXEC" ]]; then
-  if command -v trtexec >/dev/null 2>&1; then
-    TRTEXEC="$(command -v trtexec)"
-  elif [[ -n "${{TENSORRT_ROOT:-}}" && -x "${{TENSORRT_ROOT}}/bin/trtexec" ]]; then
-    TRTEXEC="${{TENSORRT_ROOT}}/bin/trtexec"
-  elif [[ -x /usr/src/tensorrt/bin/trtexec ]]; then
-    TRTEXEC=/usr/src/tensorrt/bin/trtexec
-  else
-    echo "error: trtexec not found (PATH, \$TENSORRT_ROOT/bin, /usr/src/tensorrt/bin); set TRTEXEC=/path/to/trtexec" >&2
-    exit 1
+{find_trtexec}
+# TensorRT version from the headers (NvInferVersion.h) or trtexec's banner; < 10 has no IPluginV3.
+trt_major=""
+trt_inc=""
+for inc in "${{TENSORRT_ROOT:+$TENSORRT_ROOT/include}}" "${{TENSORRT_INCLUDE_DIR:-}}" /usr/include/aarch64-linux-gnu \
+           /usr/include/x86_64-linux-gnu /usr/local/tensorrt/include /usr/include; do
+  if [[ -n "$inc" && -f "$inc/NvInferVersion.h" ]]; then
+    trt_major="$(sed -nE 's/^#define (NV_TENSORRT_MAJOR|TRT_MAJOR_ENTERPRISE) +([0-9]+).*/\2/p' "$inc/NvInferVersion.h" | head -n 1)"
+    trt_minor="$(sed -nE 's/^#define (NV_TENSORRT_MINOR|TRT_MINOR_ENTERPRISE) +([0-9]+).*/\2/p' "$inc/NvInferVersion.h" | head -n 1)"
+    trt_found="TensorRT $trt_major.${{trt_minor:-?}} ($inc/NvInferVersion.h)"
+    trt_inc="$inc"
+    break
+  fi
+done
+if [[ -z "$trt_major" ]]; then
+  banner="$("$TRTEXEC" --help 2>&1 | sed -nE 's/.*TensorRT v([0-9]+).*/\1/p' | head -n 1)" || banner=""
+  if [[ -n "$banner" ]]; then  # v8503 = 8.5.3, v100300 = 10.3.0
+    if (( banner >= 100000 )); then trt_major=$(( banner / 10000 )); else trt_major=$(( banner / 1000 )); fi
+    trt_found="TensorRT $trt_major (trtexec v$banner)"
   fi
 fi
+if [[ -n "$trt_major" ]] && (( trt_major < 10 )); then
+  echo "error: $trt_found is too old: the {plugin_name} plugin needs TensorRT >= 10.0 (IPluginV3); JetPack 5 is not supported, use JetPack 6 (TensorRT 10.3) or 7" >&2
+  exit 1
+fi
+echo "== ${{trt_found:-TensorRT version not detected (no NvInferVersion.h, no trtexec banner)}}"
 
 cmake_args=(-S "$HERE/{src_dir}" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
             "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH" -DVOLO_WERROR=OFF -DVOLO_BUILD_TESTS=OFF)
@@ -145,7 +201,7 @@ echo "== building the {plugin_name} plugin for sm_$CUDA_ARCH"
 cmake "${{cmake_args[@]}}"
 cmake --build "$BUILD_DIR" -j "$(nproc 2>/dev/null || echo 2)"
 if [[ ! -f "$BUILD_DIR/{plugin_lib}" ]]; then
-  echo "error: $BUILD_DIR/{plugin_lib} was not built: TensorRT headers (NvInfer.h) not found? set TENSORRT_ROOT" >&2
+  echo "error: $BUILD_DIR/{plugin_lib} was not built: TensorRT >= 10 headers (NvInfer.h) not found? see CMake's 'plugin skipped' line above; set TENSORRT_ROOT" >&2
   exit 1
 fi
 cp "$BUILD_DIR/{plugin_lib}" "$HERE/{plugin_lib}"
@@ -153,7 +209,7 @@ cp "$BUILD_DIR/{plugin_lib}" "$HERE/{plugin_lib}"
 echo "== building {engine} with $TRTEXEC"
 rm -f "$HERE/{engine}"
 {trtexec_line}
-echo "== wrote $HERE/{engine}; load it with $HERE/{plugin_lib} (volo-bench --backend trt, or trtexec --loadEngine)"
+{post_build}echo "== wrote $HERE/{engine}; load it with $HERE/{plugin_lib} (volo-bench --backend trt, or trtexec --loadEngine)"
 """
 
 
@@ -165,8 +221,11 @@ def build_script(
     profile: BatchProfile,
     img_size: int,
     workspace_mib: int | None,
+    post_build: str = "",
 ) -> tuple[str, list[str]]:
-    """``build_engine.sh`` text for the target, and the ``trtexec`` line it runs (relative paths)."""
+    """``build_engine.sh`` text for the target, and the ``trtexec`` line it runs (relative paths).
+
+    ``post_build``: shell lines run after the engine is written (the bundle copies it for Triton)."""
     from volo_deploy import __version__
 
     cmd = trtexec_command(onnx_file, PLUGIN_LIB, engine, profile, img_size, precision, workspace_mib)
@@ -174,7 +233,7 @@ def build_script(
     text = _SCRIPT.format(
         model=model_name, precision=precision, version=__version__, script=SCRIPT_NAME, src_dir=PLUGIN_SRC_DIR,
         plugin_name=f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION}", plugin_lib=PLUGIN_LIB, engine=engine,
-        trtexec_line=line,
+        trtexec_line=line, post_build=post_build, find_trtexec=FIND_TRTEXEC,
     )
     return text, cmd
 
@@ -186,6 +245,37 @@ def _cache_root() -> Path:
     from volo_deploy.cache import cache_dir
 
     return cache_dir()
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0.26"`` -> ``(10, 3, 0, 26)``; raises ValueError when it does not start with a number."""
+    m = re.match(r"\s*(\d+(?:\.\d+)*)", str(text))
+    if not m:
+        raise ValueError(f"not a version: {text!r}")
+    return tuple(int(x) for x in m.group(1).split("."))
+
+
+def header_version(include: Path) -> tuple[int, int, int] | None:
+    """TensorRT version of the headers in ``include`` (``NvInferVersion.h``: 8.x-10.x and 10.11+ spellings)."""
+    path = Path(include) / "NvInferVersion.h"
+    if not path.is_file():
+        return None
+    text = path.read_text(errors="replace")
+    parts = []
+    for part in ("MAJOR", "MINOR", "PATCH"):
+        m = (re.search(rf"#define\s+NV_TENSORRT_{part}\s+(\d+)", text)
+             or re.search(rf"#define\s+TRT_{part}_(?:ENTERPRISE|RTX)\s+(\d+)", text))
+        if m is None:
+            return None
+        parts.append(int(m.group(1)))
+    return parts[0], parts[1], parts[2]
+
+
+def check_supported(version: tuple[int, ...] | str) -> None:
+    """Raise :class:`BackendUnavailable` (one line) for a TensorRT older than :data:`MIN_TENSORRT`."""
+    v = parse_version(version) if isinstance(version, str) else tuple(version)
+    if v[:2] < MIN_TENSORRT:
+        raise BackendUnavailable(TOO_OLD.format(found=".".join(str(x) for x in v)))
 
 
 def find_tensorrt_include() -> Path | None:
@@ -217,6 +307,9 @@ def plugin_library(prebuilt: Path | None, cuda_arch: str) -> Path:
             "pass --plugin PATH (a libvolo_outlook_plugin.so built for this TensorRT), or set TENSORRT_ROOT / "
             "TENSORRT_INCLUDE_DIR (the pip wheels ship no headers)"
         )
+    found = header_version(include)
+    if found is not None:
+        check_supported(found)
     h = hashlib.sha256()
     src = plugin_source_dir()
     for p in sorted(src.rglob("*")):
@@ -255,7 +348,7 @@ def load_plugin(path: Path) -> Any:
     registry = trt.get_plugin_registry()
     if registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) is not None:
         return None  # already loaded in this process (e.g. the staged copy during export)
-    handle = registry.load_library(str(path))
+    handle = registry.load_library(str(Path(path).resolve()))  # absolute: dlopen skips the current folder
     if handle is None:
         raise ExportError(f"TensorRT could not load the plugin library {path}")
     creator = registry.get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)

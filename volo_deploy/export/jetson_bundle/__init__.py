@@ -1,0 +1,149 @@
+"""The ``volo-export --backend trt --emit-only`` bundle: everything a target machine (a Jetson or any
+TensorRT >= 10 GPU box) needs to build the engine and classify images, without torch or volo_deploy.
+
+Layout (``<m>`` = model name, ``<p>`` = precision)::
+
+    <m>_<p>_trt.onnx            plugin-form ONNX (strongly typed: precision is in the tensor types)
+    plugin_src/                 outlook-attention plugin sources (CMake)
+    build_engine.sh             plugin build + trtexec -> <m>_<p>.engine (+ a copy for Triton,
+                                + libvolo_outlook_autoload.so from deploy_src/ for DeepStream/Triton)
+    bench_engine.sh             trtexec timing of the built engine
+    infer.py, preprocess.py     top-5 with tensorrt + numpy + Pillow; preprocess.py is generated
+                                from volo_deploy/data/transforms.py (same source, same parameters)
+    labels.txt, bundle.json     class names (one per line), what infer.py needs to know
+    deepstream/                 nvinfer config (classifier) + its ';'-separated labels file
+    triton/<m>/config.pbtxt     tensorrt_plan model; the engine goes to triton/<m>/1/model.plan
+    README.md                   how to run each of them on the target
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from volo_deploy.data.transforms import EvalTransform
+from volo_deploy.export import trt_engine
+from volo_deploy.export.jetson_bundle import configs
+from volo_deploy.plugins_native import PLUGIN_LIB
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+BENCH_NAME = "bench_engine.sh"
+AUTOLOAD_SRC = "deploy_src/volo_outlook_autoload.cpp"
+AUTOLOAD_LIB = "libvolo_outlook_autoload.so"  # registers the plugin when dlopen'ed / LD_PRELOADed
+
+_BENCH = r"""#!/usr/bin/env bash
+# Time {engine} with trtexec (TensorRT 10.x and 11.x flags). Build it first: ./build_engine.sh
+#   ./{script}{batch_doc}
+# Prints trtexec's summary: throughput, latency min/mean/median/p90/p99 (GPU compute without copies).
+# On a Jetson, lock the clocks first for stable figures: sudo nvpmodel -m 0 && sudo jetson_clocks
+set -euo pipefail
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+cd "$HERE"
+{batch_env}{find_trtexec}
+if [[ ! -f "$HERE/{engine}" || ! -f "$HERE/{plugin_lib}" ]]; then
+  echo "error: $HERE/{engine} or $HERE/{plugin_lib} missing: run ./build_engine.sh first" >&2
+  exit 1
+fi
+{bench_line}
+"""
+
+
+# After the engine: a copy for Triton, and the self-registering loader DeepStream and Triton need.
+_POST_BUILD = r"""mkdir -p "$HERE/{triton_dir}/1" && cp "$HERE/{engine}" "$HERE/{triton_dir}/1/model.plan"
+echo "== copied the engine to $HERE/{triton_dir}/1/model.plan"
+nvinfer_dir=""
+for d in "${{TENSORRT_ROOT:+$TENSORRT_ROOT/lib}}" /usr/lib/aarch64-linux-gnu /usr/lib/x86_64-linux-gnu /usr/local/tensorrt/lib; do
+  if [[ -n "$d" && -e "$d/libnvinfer.so" ]]; then nvinfer_dir="$d"; break; fi
+done
+if [[ -n "$trt_inc" && -n "$nvinfer_dir" ]] && command -v g++ >/dev/null 2>&1; then
+  g++ -std=c++17 -O2 -shared -fPIC -isystem "$trt_inc" -isystem /usr/local/cuda/include \
+      "$HERE/{autoload_src}" -o "$HERE/{autoload}" -L"$nvinfer_dir" -lnvinfer -ldl
+  echo "== built $HERE/{autoload} (DeepStream custom-lib-path, Triton LD_PRELOAD)"
+else
+  echo "warning: {autoload} not built (needs g++, NvInferRuntime.h and libnvinfer.so); DeepStream and Triton need it" >&2
+fi
+"""
+
+
+def _bench_script(engine: str, profile: trt_engine.BatchProfile, img_size: int) -> str:
+    cmd = trt_engine.bench_command(engine, PLUGIN_LIB, profile, img_size, batch=profile.min)
+    shapes = f'"--shapes={profile.shape(0, img_size).replace(":0x", ":${BATCH}x")}"'
+    args = [shapes if a.startswith("--shapes=") else a for a in cmd[1:]]
+    if profile.dynamic:
+        doc = f"                # batch {profile.min}\n#   BATCH=8 ./{BENCH_NAME}        # batch {profile.min}..{profile.max}"
+        env = f'BATCH="${{BATCH:-{profile.min}}}"\n'
+    else:
+        doc, env = f"                # the engine's fixed batch {profile.min}", ""
+    return _BENCH.format(engine=engine, script=BENCH_NAME, batch_doc=doc, batch_env=env,
+                         find_trtexec=trt_engine.FIND_TRTEXEC, plugin_lib=PLUGIN_LIB,
+                         bench_line='"$TRTEXEC" ' + " ".join(args))
+
+
+def _io_types(onnx_path: Path) -> dict[str, Any]:
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    return {"input": inp.name, "input_type": inp.type.tensor_type.elem_type,
+            "output": out.name, "output_type": out.type.tensor_type.elem_type}
+
+
+def _write(staged: Path, rel: str, text: str, executable: bool = False) -> str:
+    path = staged / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    if executable:
+        path.chmod(0o755)
+    return rel
+
+
+def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt_engine.BatchProfile,
+                 workspace_mib: int | None = None, target_trt: str | None = None) -> dict[str, Any]:
+    """Write the bundle next to the staged ``onnx_name``; returns manifest details with ``extra_files``."""
+    from volo_deploy import __version__
+
+    name, img = cfg.name, cfg.img_size
+    engine = f"{name}_{precision}.engine"
+    io = _io_types(staged / onnx_name)
+    t = EvalTransform.for_config(cfg)
+    triton_dir = f"triton/{name}"
+    files = [str(p.relative_to(staged)) for p in
+             trt_engine.copy_plugin_sources(staged / trt_engine.PLUGIN_SRC_DIR)]
+    post = _POST_BUILD.format(triton_dir=triton_dir, engine=engine, autoload_src=AUTOLOAD_SRC, autoload=AUTOLOAD_LIB)
+    text, cmd = trt_engine.build_script(name, precision, onnx_name, engine, profile, img, workspace_mib, post)
+    files.append(_write(staged, trt_engine.SCRIPT_NAME, text, executable=True))
+    files.append(_write(staged, BENCH_NAME, _bench_script(engine, profile, img), executable=True))
+    files.append(_write(staged, AUTOLOAD_SRC, (TEMPLATES / "volo_outlook_autoload.cpp").read_text()))
+    files.append(_write(staged, "infer.py", (TEMPLATES / "infer.py").read_text(), executable=True))
+    files.append(_write(staged, "preprocess.py", configs.preprocess_source(name, t)))
+    labels = configs.class_labels(cfg.num_classes)
+    files.append(_write(staged, "labels.txt", "\n".join(labels) + "\n"))
+    files.append(_write(staged, "deepstream/labels.txt", ";".join(labels) + "\n"))
+    files.append(_write(staged, "deepstream/config_infer_primary.txt", configs.deepstream_config(
+        name, precision, onnx_name, engine, AUTOLOAD_LIB, "labels.txt", t, profile.min, io["output"])))
+    files.append(_write(staged, f"{triton_dir}/config.pbtxt", configs.triton_config(
+        name, io["input"], io["input_type"], io["output"], io["output_type"], img, cfg.num_classes, profile.max,
+        profile.dynamic)))
+    meta = {"model": name, "precision": precision, "onnx_file": onnx_name, "engine_file": engine,
+            "plugin_lib": PLUGIN_LIB, "labels_file": "labels.txt", "input": io["input"], "output": io["output"],
+            "img_size": img, "num_classes": cfg.num_classes, "target_trt": target_trt, "volo_deploy": __version__,
+            "batch_profile": {"min": profile.min, "opt": profile.opt, "max": profile.max, "dynamic": profile.dynamic}}
+    files.append(_write(staged, "bundle.json", json.dumps(meta, indent=2) + "\n"))
+    files.append(_write(staged, "README.md", _readme(meta, t, triton_dir)))
+    return {
+        "emit_only": True,
+        "engine_file": engine,
+        "trtexec": " ".join(cmd),
+        "bundle": {"files": len(files) + 1, "target_trt": target_trt},
+        "validation_skipped": "--emit-only: no engine is built here; run build_engine.sh on the target, "
+                              "then check the engine there (infer.py, or volo-bench --backend trt)",
+        "extra_files": files,
+    }
+
+
+def _readme(meta: dict[str, Any], t: EvalTransform, triton_dir: str) -> str:
+    scale, offsets, err = configs.deepstream_normalization(t.mean, t.std)
+    return (TEMPLATES / "README.md").read_text().format(
+        **meta, triton_dir=triton_dir, scale=scale, offsets=", ".join(f"{o:g}" for o in offsets),
+        scale_err=f"{err:.2%}", fidelity=configs.FIDELITY_NOTE, crop_pct=t.crop_pct, resize=t.resize_size, mean=t.mean, std=t.std)
