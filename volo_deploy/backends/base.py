@@ -37,7 +37,8 @@ def register_backend(name: str, *aliases: str):
     return wrap
 
 
-BUILTIN_MODULES = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend")
+BUILTIN_MODULES = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend",
+                   "torch_tensorrt_backend")
 
 
 def _load_builtin() -> None:
