@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from volo_deploy.errors import BackendUnavailable
 from volo_deploy.export import trt_surgery
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ def portable_check(model, request: "ExportRequest", graph: "onnx.ModelProto", pa
     Raises :class:`~volo_deploy.errors.ValidationError` past the tolerance (the request's, else the
     precision's default); returns the statistics and the tolerance.
     """
+    import importlib.util
+
     import onnx
 
     from volo_deploy.backends.onnxruntime_backend import OrtOptions, OrtRunner
@@ -59,6 +62,9 @@ def portable_check(model, request: "ExportRequest", graph: "onnx.ModelProto", pa
     from volo_deploy.export.pipeline import run_batched, torch_logits
     from volo_deploy.export.validate import DEFAULT_TOLERANCES, check, compare_logits
 
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise BackendUnavailable("a TensorRT export measures its graph on onnxruntime first: not installed "
+                                 "(pip install 'volo_deploy[trt]')")
     onnx.save_model(graph, str(path))
     x = validation_batch(model.cfg, request.val_data, n=request.n_validate)
     runner = OrtRunner(path, OrtOptions())
