@@ -188,3 +188,30 @@ def test_op_form_gives_one_op_call_per_outlooker():
     assert program_input(ep) == ((None, 3, 64, 64), torch.float32)
     fixed = torch.export.export(model, (x,))
     assert program_input(fixed) == ((2, 3, 64, 64), torch.float32)
+
+
+def test_fp16_model_keeps_norms_and_heads_fp32():
+    """What FP16 compiles: half everywhere but LayerNorm and the heads; close to FP32 PyTorch on digits."""
+    import copy
+
+    from volo_deploy.backends.torch_tensorrt_backend import half_keeping_norms_fp32, op_form
+    from volo_deploy.data.samples import validation_batch
+    from volo_deploy.export.pipeline import torch_logits
+    from volo_deploy.export.validate import compare_logits
+    from volo_deploy.models import load_model, set_outlook_form
+
+    model, _ = load_model()
+    net = half_keeping_norms_fp32(set_outlook_form(copy.deepcopy(model), op_form()))
+    kept = {n for n, m in net.named_modules() if isinstance(m, torch.nn.LayerNorm)} | {"head", "aux_head"}
+    for name, p in net.named_parameters():
+        want = torch.float32 if name.rsplit(".", 1)[0] in kept else torch.float16
+        assert p.dtype == want, name
+    x = validation_batch(model.cfg, None, n=8)
+    with torch.no_grad():
+        out = net(torch.from_numpy(x).half())
+    assert out.dtype == torch.float32  # the FP32 head
+    s = compare_logits(torch_logits(model, x), out.numpy())
+    assert 0 < s.max_abs and s.max_rel < 1e-2 and s.top1_agreement == 1.0
+    ep = torch.export.export(net, (torch.from_numpy(x[:2]).half(),))
+    norms = [n for n in ep.graph.nodes if n.op == "call_function" and "layer_norm" in str(n.target)]
+    assert norms and all(n.args[0].meta["val"].dtype == torch.float32 for n in norms)

@@ -5,8 +5,9 @@ Export: the model in the op form (each outlook core one ``volo::outlook_attentio
 (:mod:`volo_deploy.export.torch_trt_converter`: the op becomes our IPluginV3 from the plugin
 registry; the plugin library is built or given with ``--plugin`` and loaded first) -> the build
 fails if any node is left to PyTorch -> ``torch_tensorrt.save`` (ExportedProgram ``.ep``) plus
-the plugin library and our manifest. FP16: the model and input in half precision (TensorRT's
-explicit typing follows the PyTorch dtypes). Validated against FP32 PyTorch like every export.
+the plugin library and our manifest. FP16: the model and input in half precision except the
+LayerNorms and the heads (:func:`half_keeping_norms_fp32`); TensorRT's explicit typing follows
+the PyTorch dtypes. Validated against FP32 PyTorch like every export.
 
 ``torch_tensorrt``, ``tensorrt`` and CUDA are used inside functions only: this module imports anywhere.
 """
@@ -48,6 +49,32 @@ def _torch_dtype(precision: str):
     return torch.float16 if precision == "fp16" else torch.float32
 
 
+def half_keeping_norms_fp32(net):
+    """``net`` in FP16 except every LayerNorm and the classifier heads (FP32 weights, float compute).
+
+    The same block list as the TensorRT FP16 ONNX (:data:`volo_deploy.export.trt_surgery.FP32_OPS`
+    less Softmax, which sits inside the attention forward): a LayerNorm reads its input as float
+    and hands FP16 on, except the final norm, whose float output feeds the FP32 heads; the logits
+    are float. TensorRT's explicit typing keeps these dtypes. In place; returns ``net``.
+    """
+    import torch
+
+    def to_float(module, args):  # noqa: ANN001, ANN202
+        return tuple(a.float() for a in args)
+
+    def to_half(module, args, out):  # noqa: ANN001, ANN202
+        return out.half()
+
+    net.half()
+    for name, m in net.named_modules():
+        if isinstance(m, torch.nn.LayerNorm) or name in ("head", "aux_head"):
+            m.float()
+            m.register_forward_pre_hook(to_float)
+            if isinstance(m, torch.nn.LayerNorm) and name != "norm":
+                m.register_forward_hook(to_half)
+    return net
+
+
 def _compile_kwargs(compile_fn, precision: str, workspace: int | None = None) -> dict[str, Any]:
     """Keyword arguments of ``torch_tensorrt.dynamo.compile`` for this version (explicit typing where known)."""
     params = inspect.signature(compile_fn).parameters
@@ -75,7 +102,8 @@ def compile_model(model, request: ExportRequest, options: TorchTrtOptions):
 
     register_converter()
     dtype = _torch_dtype(request.precision)
-    net = set_outlook_form(copy.deepcopy(model), op_form()).eval().to("cuda", dtype)
+    net = set_outlook_form(copy.deepcopy(model), op_form()).eval()
+    net = (half_keeping_norms_fp32(net) if request.precision == "fp16" else net).to("cuda")
     s = model.cfg.img_size
     example = torch.randn(request.batch if not request.dynamic_batch else 2, 3, s, s, device="cuda", dtype=dtype)
     if request.dynamic_batch:
