@@ -48,6 +48,8 @@ def test_unavailable_row_and_clear_export_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "backend torch_tensorrt: unavailable: not installed: torch_tensorrt" in err
     assert "Traceback" not in err and not (tmp_path / "out" / "manifest.json").exists()
+    rc = export_cli(["--backend", "torch_tensorrt", "--max-batch", "4", "--output", str(tmp_path / "out")])
+    assert rc == 2 and "--max-batch needs --dynamic-batch" in capsys.readouterr().err
 
 
 class _Recorder:

@@ -75,7 +75,7 @@ def half_keeping_norms_fp32(net):
     return net
 
 
-def _compile_kwargs(compile_fn, precision: str, workspace: int | None = None) -> dict[str, Any]:
+def _compile_kwargs(compile_fn, precision: str) -> dict[str, Any]:
     """Keyword arguments of ``torch_tensorrt.dynamo.compile`` for this version (explicit typing where known)."""
     params = inspect.signature(compile_fn).parameters
     kw: dict[str, Any] = {"min_block_size": 1, "pass_through_build_failures": True}
@@ -105,9 +105,9 @@ def compile_model(model, request: ExportRequest, options: TorchTrtOptions):
     net = set_outlook_form(copy.deepcopy(model), op_form()).eval()
     net = (half_keeping_norms_fp32(net) if request.precision == "fp16" else net).to("cuda")
     s = model.cfg.img_size
-    example = torch.randn(request.batch if not request.dynamic_batch else 2, 3, s, s, device="cuda", dtype=dtype)
+    hi = options.max_batch or 32
+    example = torch.randn(min(2, hi) if request.dynamic_batch else request.batch, 3, s, s, device="cuda", dtype=dtype)
     if request.dynamic_batch:
-        hi = options.max_batch or 32
         dyn = ({0: torch.export.Dim("batch", min=1, max=hi)},)
         inputs = [torch_tensorrt.Input(min_shape=(1, 3, s, s), opt_shape=(min(8, hi), 3, s, s),
                                        max_shape=(hi, 3, s, s), dtype=dtype)]
@@ -182,6 +182,12 @@ class TorchTensorRtBackend(Backend):
     @classmethod
     def options_from_args(cls, args: argparse.Namespace) -> TorchTrtOptions:
         return TorchTrtOptions(plugin=args.plugin, max_batch=args.max_batch)
+
+    def check_request(self, request: ExportRequest) -> None:
+        options = request.options or TorchTrtOptions()
+        if options.max_batch is not None and not request.dynamic_batch:
+            raise BadInputError(f"--max-batch needs --dynamic-batch (this export has a fixed batch of {request.batch})")
+        self.require()
 
     def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
         import torch_tensorrt

@@ -289,6 +289,10 @@ def _restore_fp32_constants(half: "onnx.ModelProto", source: "onnx.ModelProto") 
     g.node.extend(kept)
     del g.initializer[:]
     g.initializer.extend(inits)
+    produced = {o for n in kept for o in n.output}  # value_info of dropped/restored initializers is stale
+    infos = [v for v in g.value_info if v.name in produced]
+    del g.value_info[:]
+    g.value_info.extend(infos)
 
 
 def fp16_outlook_cores(model: "onnx.ModelProto") -> "tuple[onnx.ModelProto, list[str]]":
