@@ -160,7 +160,8 @@ def main() -> None:
             floats = ort_float_nodes(half, work)
             e = compare_logits(ref, _run(per_op_rounding(fp32, ops, head), x))
             print(f"{name:40s} {s.max_abs:9.3g} {s.max_rel:9.3g} {s.cosine_min:10.7f} {s.top1_agreement:9.2%}  "
-                  f"{e.max_rel:9.3g} / {e.cosine_min:10.7f} / {e.top1_agreement:7.2%}{'':10s} {sum(floats.values())} ({', '.join(f'{k} {v}' for k, v in floats.most_common(4))})")
+                  f"{e.max_rel:9.3g} / {e.cosine_min:10.7f} / {e.top1_agreement:7.2%}{'':10s} "
+                  f"{sum(floats.values())} ({', '.join(f'{k} {v}' for k, v in floats.most_common(4))})")
         if args.int8:
             _int8_rows(model, fp32, x, ref)
 

@@ -22,7 +22,8 @@ ATTRS = {"kernel_size": 3, "padding": 1, "stride": 2, "num_heads": 6, "scale": 3
 
 def test_registered_and_import_safe():
     code = ("import sys; import volo_deploy.backends.torch_tensorrt_backend as b; "
-            "import volo_deploy.export.torch_trt_converter; from volo_deploy.backends import get_backend, backend_names; "
+            "import volo_deploy.export.torch_trt_converter; "
+            "from volo_deploy.backends import get_backend, backend_names; "
             "assert get_backend('torch-tensorrt') is get_backend('torch_tensorrt') is b.TorchTensorRtBackend; "
             "assert 'torch_tensorrt' in backend_names(); "
             "assert 'torch_tensorrt' not in sys.modules and 'tensorrt' not in sys.modules; "
@@ -183,7 +184,8 @@ def test_op_form_gives_one_op_call_per_outlooker():
     model = set_outlook_form(create_model("volo_demo_64").eval(), op_form())
     x = torch.randn(2, 3, 64, 64)
     ep = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=32)},))
-    calls = [n for n in ep.graph.nodes if n.op == "call_function" and n.target is torch.ops.volo.outlook_attention.default]
+    op = torch.ops.volo.outlook_attention.default
+    calls = [n for n in ep.graph.nodes if n.op == "call_function" and n.target is op]
     assert len(calls) == sum(isinstance(m, OutlookAttention) for m in model.modules()) == 2
     p = next(m for m in model.modules() if isinstance(m, OutlookAttention)).params
     assert calls[0].args[2:] == (p.kernel_size, p.padding, p.stride, p.num_heads, p.scale)
