@@ -219,3 +219,31 @@ def test_fp16_model_keeps_norms_and_heads_fp32():
     ep = torch.export.export(net, (torch.from_numpy(x[:2]).half(),))
     norms = [n for n in ep.graph.nodes if n.op == "call_function" and "layer_norm" in str(n.target)]
     assert norms and all(n.args[0].meta["val"].dtype == torch.float32 for n in norms)
+
+
+def _usable() -> str | None:
+    from volo_deploy.backends.torch_tensorrt_backend import TorchTensorRtBackend
+
+    return TorchTensorRtBackend.unavailable_reason()
+
+
+@pytest.mark.trt
+@pytest.mark.skipif(_usable() is not None, reason=f"needs torch_tensorrt, TensorRT and a GPU: {_usable()}")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_compile_save_load_demo(tmp_path, precision):
+    """Full path on a GPU host: plugin build/load, compile without fallback, save, reload, validation in the export."""
+    import json
+
+    from volo_deploy.backends import ExportRequest
+    from volo_deploy.backends.torch_tensorrt_backend import TorchTensorRtBackend, TorchTrtOptions
+    from volo_deploy.export.pipeline import export_model
+
+    req = ExportRequest(output_dir=tmp_path, precision=precision, dynamic_batch=True,
+                        options=TorchTrtOptions(max_batch=8))
+    res = export_model("torch_tensorrt", req, log=print)
+    manifest = json.loads(res.manifest.read_text())
+    assert manifest["export"]["torch_fallback_nodes"] == 0 and manifest["export"]["trt_submodules"]
+    assert {"volo_demo_64_" + precision + ".ep", "libvolo_outlook_plugin.so"} <= {f["path"] for f in manifest["files"]}
+    runner = TorchTensorRtBackend().load(res.model_file)
+    out = runner.run(np.zeros((3, 3, 64, 64), np.float32))
+    assert out.shape == (3, 10) and out.dtype == np.float32
