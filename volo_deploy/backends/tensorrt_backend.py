@@ -2,8 +2,8 @@
 
 Export: portable ONNX -> (INT8: Q/DQ ONNX from ``volo_deploy.quant.quantize_onnx``) -> precision
 graph, measured on onnxruntime, then plugin form (:mod:`volo_deploy.export.trt_prepare`) ->
-strongly typed TensorRT engine (:mod:`volo_deploy.export.trt_engine`). ``--emit-only`` stops before TensorRT and writes
-what a target machine needs instead: the plugin-form ONNX, the plugin sources and
+strongly typed TensorRT engine (:mod:`volo_deploy.export.trt_engine`). ``--emit-only`` stops
+before TensorRT and writes what a target machine needs instead: the plugin-form ONNX, the plugin sources and
 ``build_engine.sh`` (CMake plugin build + the exact ``trtexec`` line); it needs neither TensorRT
 nor a GPU.
 
@@ -11,7 +11,8 @@ INT8 hook (:func:`quantize_for_tensorrt`): ``volo_deploy.quant.quantize_for_expo
 "tensorrt", fp32_proto=...)`` turns the portable ONNX into a Q/DQ ONNX (profile ``tensorrt``:
 symmetric INT8, zero points 0, QuantizeLinear/DequantizeLinear on the inputs of
 Conv/MatMul/Gemm, float bias; ``volo.OutlookAttention`` nodes left as they are, in float between
-DQ and Q; :mod:`volo_deploy.export.trt_prepare` then casts each to FP16), calibrated on ``--calib-data``, and returns ``(proto, manifest details)``. Without it
+DQ and Q; :mod:`volo_deploy.export.trt_prepare` then casts each to FP16), calibrated on
+``--calib-data``, and returns ``(proto, manifest details)``. Without it
 the export stops with "INT8 for TensorRT needs the quantizer (not installed in this version)".
 
 ``tensorrt`` and ``torch.cuda`` are used inside functions only: this module imports anywhere.
