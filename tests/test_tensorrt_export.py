@@ -190,7 +190,12 @@ def test_emit_only_volo_d1_fp16(tmp_path_factory, tmp_path):
     proto = onnx.load(str(out / "volo_d1_224_fp16_trt.onnx"))
     assert manifest["export"]["plugin_nodes"] == 4
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert all(t.data_type != onnx.TensorProto.FLOAT for t in proto.graph.initializer)
+    kept = set(manifest["export"]["fp32_head_nodes"])  # FP32 weights: head, LayerNorm only
+    users = {i: n for n in proto.graph.node for i in n.input}
+    for t in proto.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT and t.name in users:
+            assert users[t.name].name in kept or users[t.name].op_type == "LayerNormalization", t.name
+    assert manifest["export"]["portable_validation"]["cosine_min"] > 0.999
 
 
 @pytest.mark.trt

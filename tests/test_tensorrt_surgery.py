@@ -19,12 +19,11 @@ OUTLOOK_ATTRS = {"kernel_size": 3, "padding": 1, "stride": 2, "num_heads": 2}
 
 @pytest.fixture(scope="session")
 def demo_portable(tmp_path_factory) -> Path:
-    """Portable ONNX of the demo VOLO (deterministic weights: independent of the bundled checkpoint)."""
+    """Portable ONNX of the bundled demo VOLO (one export shared with ``demo_trained``: same cache key)."""
     from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
-    from volo_deploy.models import create_model
-    from volo_deploy.models.init import fill_deterministic
+    from volo_deploy.models import load_model
 
-    model = fill_deterministic(create_model("volo_demo_64")).eval()
+    model, _ = load_model()
     path = tmp_path_factory.mktemp("trt_surgery") / "demo.onnx"
     write_portable_onnx(model, ExportRequest(output_dir=path.parent, dynamic_batch=True), path)
     return path
@@ -177,23 +176,165 @@ def test_refuses_wrong_attribute_types():
         to_plugin_form(src)
 
 
-def test_fp16_form_matches_fp32(demo_portable):
+def _types(model) -> dict[str, int]:
+    g = onnx.shape_inference.infer_shapes(model).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in list(g.input) + list(g.value_info) + list(g.output)}
+    types.update({t.name: t.data_type for t in g.initializer})
+    return types
+
+
+def _ort(model, x):
     import onnxruntime as ort
 
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    fixed = isinstance(s.get_inputs()[0].shape[0], int)
+    return np.concatenate([s.run(None, {name: x[i : i + 1] if fixed else x})[0] for i in range(len(x) if fixed else 1)])
+
+
+@pytest.fixture(scope="module")
+def demo_trained():
+    """The bundled demo model, its digits validation images, FP32 PyTorch logits, portable ONNX (dynamic batch)."""
+    from volo_deploy.data.samples import validation_batch
+    from volo_deploy.export.onnx_graph import to_onnx_proto
+    from volo_deploy.export.pipeline import torch_logits
+    from volo_deploy.models import load_model
+
+    model, _ = load_model()
+    x = validation_batch(model.cfg, None, n=16)
+    return model, x, torch_logits(model, x), to_onnx_proto(model, dynamic_batch=True)
+
+
+def test_fp16_graph_types(demo_portable):
+    pytest.importorskip("onnxconverter_common")
     src = onnx.load(str(demo_portable))
     half = to_fp16(src)
     onnx.checker.check_model(half)
+    t = _types(half)
     assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
     assert half.graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
-    floats = [t.name for t in half.graph.initializer if t.data_type == TensorProto.FLOAT]
-    assert not floats, floats
-    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
-        None, {"input": x})[0]
-    ref, got = run(src), run(half)
-    assert got.dtype == np.float32
-    assert np.abs(got - ref).max() <= 2e-2 * max(1.0, np.abs(ref).max())
-    # plugin form of the FP16 model: still two plugin nodes, checker clean
+    head = set(trt_surgery.head_nodes(half))
+    gemms = [n.name for n in half.graph.node if n.op_type == "Gemm"]
+    assert set(gemms[-2:]) <= head and not set(gemms[:-2]) & head  # head and aux_head only
+    for n in half.graph.node:
+        floats = [x for x in n.input if t.get(x) in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+        if n.op_type in trt_surgery.FP32_OPS or n.name in head:  # computed in FP32, FP32 weights
+            assert floats and all(t[x] == TensorProto.FLOAT for x in floats), (n.name, n.op_type)
+        elif n.op_type in ("Gemm", "MatMul", "Conv", "OutlookAttention"):
+            assert all(t[x] == TensorProto.FLOAT16 for x in floats), (n.name, n.op_type)
+    # no FP32 -> FP16 -> FP32 round trip between kept nodes
+    producer = {o: n for n in half.graph.node for o in n.output}
+    for n in half.graph.node:
+        if n.op_type == "Cast" and n.attribute[0].i == TensorProto.FLOAT and n.input[0] in producer:
+            p = producer[n.input[0]]
+            assert not (p.op_type == "Cast" and t.get(p.input[0]) == TensorProto.FLOAT), n.name
+    # the FP32 weights are the original values, not FP16 roundings
+    orig = {i.name: numpy_helper.to_array(i) for i in src.graph.initializer}
+    ln = next(n for n in half.graph.node if n.op_type == "LayerNormalization")
+    scale = next(i for i in half.graph.initializer if i.name == ln.input[1])
+    assert scale.data_type == TensorProto.FLOAT
+    assert any(np.array_equal(numpy_helper.to_array(scale), v) for v in orig.values() if v.shape == (64,))
+    # the outlook body computes in FP32 between FP16 I/O, as the plugin does
+    (fn,) = [f for f in half.functions if f.name == "OutlookAttention"]
+    assert [n.op_type for n in fn.node[:2]] == ["Cast", "Cast"] and fn.node[-1].op_type == "CastLike"
+    assert all(n.attribute[0].i == TensorProto.FLOAT for n in fn.node[:2])
     plugin16 = to_plugin_form(half)
     check_plugin_form(plugin16)
-    assert len(trt_surgery.outlook_nodes(plugin16)) == 2
+    assert len(trt_surgery.outlook_nodes(plugin16)) == 2 and not plugin16.functions
+
+
+@pytest.mark.parametrize("fp32_ops, head", [(trt_surgery.FP32_OPS, True), (trt_surgery.ALL_FP16, False)])
+def test_fp16_graph_accuracy_on_digits(demo_trained, fp32_ops, head):
+    """Trained demo, digits: the FP16 graph (portable form on onnxruntime) vs FP32 PyTorch."""
+    pytest.importorskip("onnxconverter_common")
+    from volo_deploy.export.validate import compare_logits
+
+    model, x, ref, fp32 = demo_trained
+    s = compare_logits(ref, _ort(to_fp16(fp32, fp32_ops=fp32_ops, fp32_head=head), x))
+    exact = compare_logits(ref, _ort(fp32, x))
+    assert exact.max_abs < 1e-4
+    assert s.max_abs > exact.max_abs  # it is FP16: rounding shows
+    assert s.max_rel < 2e-3 and s.cosine_min > 0.99999 and s.top1_agreement == 1.0
+
+
+def test_fp16_outlook_cores_structure():
+    """INT8 graph: Cast(FLOAT16) on both plugin inputs, Cast(FLOAT) on its output, before the Q."""
+    src = _qdq_graph()
+    out, changed = trt_surgery.fp16_outlook_cores(src)
+    assert changed == ["outlook"]
+    plugin = to_plugin_form(out)
+    check_plugin_form(plugin)
+    t = _types(out)
+    producer = {o: n for n in plugin.graph.node for o in n.output}
+    consumers = {}
+    for n in plugin.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    (node,) = trt_surgery.outlook_nodes(plugin)
+    for x, src_name in zip(node.input, ("v", "attn")):
+        cast = producer[x]
+        assert cast.op_type == "Cast" and cast.attribute[0].i == TensorProto.FLOAT16
+        assert list(cast.input) == [src_name] and t[src_name] == TensorProto.FLOAT and t[x] == TensorProto.FLOAT16
+    (back,) = consumers[node.output[0]]
+    assert back.op_type == "Cast" and back.attribute[0].i == TensorProto.FLOAT and list(back.output) == ["o"]
+    assert [n.op_type for n in consumers["o"]] == ["QuantizeLinear"]
+    # idempotent: FP16 inputs are left alone
+    again, changed2 = trt_surgery.fp16_outlook_cores(out)
+    assert changed2 == [] and len(again.graph.node) == len(out.graph.node)
+
+
+def test_int8_graph_with_fp16_core_on_digits(demo_trained):
+    """Trained demo, tensorrt Q/DQ profile: the INT8 + FP16-core graph (portable form on onnxruntime)
+    against FP32 PyTorch, and next to the same Q/DQ graph with the core in FP32."""
+    from volo_deploy.export.validate import DEFAULT_TOLERANCES, compare_logits
+    from volo_deploy.quant.data import calibration_set
+    from volo_deploy.quant.quantizer import quantize_onnx
+
+    model, x, ref, fp32 = demo_trained
+    qdq = quantize_onnx(fp32, calibration_set(model.cfg).x[:32], profile="tensorrt").proto
+    mixed, changed = trt_surgery.fp16_outlook_cores(qdq)
+    assert len(changed) == 2
+    t = _types(mixed)
+    users = {i: n for n in mixed.graph.node for i in n.input}
+    for node in trt_surgery.outlook_nodes(mixed):  # FP16 in; its FP16 output (the plugin's) is cast back
+        assert all(t[i] == TensorProto.FLOAT16 for i in node.input)
+        back = users[node.output[0]]
+        assert back.op_type == "Cast" and back.attribute[0].i == TensorProto.FLOAT
+        nxt = users[back.output[0]]
+        while nxt.op_type in ("Reshape", "Transpose"):  # layout only, then the quantized proj input
+            nxt = users[nxt.output[0]]
+        assert nxt.op_type == "QuantizeLinear"
+    s16, s32 = compare_logits(ref, _ort(mixed, x)), compare_logits(ref, _ort(qdq, x))
+    assert not DEFAULT_TOLERANCES["int8"].violations(s16)
+    assert s16.top1_agreement >= s32.top1_agreement - 1 / len(x)
+    assert abs(s16.cosine_min - s32.cosine_min) < 1e-3  # the FP16 core costs nothing next to INT8 error
+    assert len(trt_surgery.outlook_nodes(to_plugin_form(mixed))) == 2
+
+
+def test_trt_export_measures_its_graph_and_fails_past_tolerance(tmp_path):
+    """An emit-only FP16 export runs its graph's portable form on onnxruntime against FP32 PyTorch,
+    records it in the manifest, and publishes nothing past the tolerance."""
+    pytest.importorskip("onnxconverter_common")
+    import json
+
+    from volo_deploy.backends.tensorrt_backend import TrtOptions
+    from volo_deploy.errors import ValidationError
+    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.export.validate import Tolerance
+
+    def request(out):
+        return ExportRequest(output_dir=out, precision="fp16", dynamic_batch=True, options=TrtOptions(emit_only=True))
+
+    res = export_model("trt", request(tmp_path / "ok"), n_validate=6, log=lambda s: None)
+    manifest = json.loads(res.manifest.read_text())
+    pv = manifest["export"]["portable_validation"]
+    assert pv["n"] == 6 and pv["runtime"] == "onnxruntime CPUExecutionProvider"
+    assert 0 < pv["max_abs"] and pv["cosine_min"] > 0.9999 and pv["top1_agreement"] == 1.0
+    assert pv["tolerance"] == {"max_rel": 2e-2, "min_cosine": 0.999, "min_agreement": 0.9}
+    assert manifest["export"]["fp32_ops"] == ["LayerNormalization", "Softmax"]
+    assert "skipped" in manifest["validation"]  # no engine here: the portable check is the evidence
+
+    bad = tmp_path / "bad"
+    with pytest.raises(ValidationError, match=r"tensorrt fp16 graph \(portable form on onnxruntime CPU\).*max abs"):
+        export_model("trt", request(bad), tolerance=Tolerance(max_abs=1e-7), log=lambda s: None)
+    assert not (bad / "manifest.json").exists() and not list(bad.glob("*")), "nothing published"

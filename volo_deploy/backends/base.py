@@ -37,7 +37,8 @@ def register_backend(name: str, *aliases: str):
     return wrap
 
 
-BUILTIN_MODULES = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend")
+BUILTIN_MODULES = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend",
+                   "torch_tensorrt_backend")
 
 
 def _load_builtin() -> None:
@@ -77,6 +78,9 @@ class ExportRequest:
     checkpoint_sha256: str = ""  # filled by the export pipeline
     options: Any = None  # the backend's own frozen Options dataclass
     quant: Any = None  # volo_deploy.quant.Int8Options for precision "int8" (None: defaults)
+    val_data: Path | None = None  # validation images (None: demo digits or synthetic), filled by the pipeline
+    n_validate: int = 8
+    tolerance: Any = None  # volo_deploy.export.validate.Tolerance (None: the precision's default)
 
 
 @dataclass

@@ -1,17 +1,18 @@
 """TensorRT engines with our outlook-attention plugin (``plugins/outlook_attention``).
 
-Export: portable ONNX -> (INT8: Q/DQ ONNX from ``volo_deploy.quant.quantize_onnx``) -> plugin
-form (:mod:`volo_deploy.export.trt_surgery`) -> (FP16: FP16 ONNX) -> strongly typed TensorRT
-engine (:mod:`volo_deploy.export.trt_engine`). ``--emit-only`` stops before TensorRT and writes
-what a target machine needs instead (:mod:`volo_deploy.export.jetson_bundle`): the plugin-form
-ONNX, the plugin sources, ``build_engine.sh`` (CMake plugin build + the exact ``trtexec`` line),
-``infer.py``, ``bench_engine.sh``, DeepStream and Triton configs; it needs neither TensorRT nor a GPU.
+Export: portable ONNX -> (INT8: Q/DQ ONNX from ``volo_deploy.quant.quantize_onnx``) -> precision
+graph, measured on onnxruntime, then plugin form (:mod:`volo_deploy.export.trt_prepare`) ->
+strongly typed TensorRT engine (:mod:`volo_deploy.export.trt_engine`). ``--emit-only`` stops
+before TensorRT and writes what a target machine needs instead (:mod:`volo_deploy.export.jetson_bundle`):
+the plugin-form ONNX, the plugin sources, ``build_engine.sh`` (CMake plugin build + the exact ``trtexec``
+line), ``infer.py``, ``bench_engine.sh``, DeepStream and Triton configs; it needs neither TensorRT nor a GPU.
 
 INT8 hook (:func:`quantize_for_tensorrt`): ``volo_deploy.quant.quantize_for_export(model, request,
 "tensorrt", fp32_proto=...)`` turns the portable ONNX into a Q/DQ ONNX (profile ``tensorrt``:
 symmetric INT8, zero points 0, QuantizeLinear/DequantizeLinear on the inputs of
 Conv/MatMul/Gemm, float bias; ``volo.OutlookAttention`` nodes left as they are, in float between
-DQ and Q), calibrated on ``--calib-data``, and returns ``(proto, manifest details)``. Without it
+DQ and Q; :mod:`volo_deploy.export.trt_prepare` then casts each to FP16), calibrated on
+``--calib-data``, and returns ``(proto, manifest details)``. Without it
 the export stops with "INT8 for TensorRT needs the quantizer (not installed in this version)".
 
 ``tensorrt`` and ``torch.cuda`` are used inside functions only: this module imports anywhere.
@@ -268,7 +269,7 @@ class TensorRtBackend(Backend):
 
         from volo_deploy.artifacts import sha256_file
         from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
-        from volo_deploy.export import trt_engine, trt_surgery
+        from volo_deploy.export import trt_engine, trt_prepare, trt_surgery
 
         options = request.options or TrtOptions()
         profile = batch_profile(request, options)
@@ -281,10 +282,8 @@ class TensorRtBackend(Backend):
             qdq = work / "qdq.onnx"
             details.update(quantize_for_tensorrt(model, request, portable, qdq))
             portable = qdq
-        proto = trt_surgery.to_plugin_form(onnx.load(str(portable)))
-        if request.precision == "fp16":
-            proto = trt_surgery.to_fp16(proto)
-        trt_surgery.check_plugin_form(proto)
+        proto, prepared = trt_prepare.prepare_trt_onnx(model, request, onnx.load(str(portable)), work)
+        details.update(prepared)
         onnx_name = _trt_onnx_name(model.cfg.name, request.precision)
         onnx.save_model(proto, str(staged / onnx_name))
         details.update({

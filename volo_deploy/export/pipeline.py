@@ -80,7 +80,8 @@ def export_model(
     model_file = backend_obj.model_filename(cfg.name, request)
     out = artifacts.prepare_output_dir(request.output_dir, [model_file, artifacts.MANIFEST_NAME], request.force)
     ckpt_sha = artifacts.sha256_file(info.path)
-    request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha)
+    request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha, val_data=val_data, n_validate=n_validate,
+                                  tolerance=tolerance)
     with artifacts.staging_dir(out) as staged:
         start = time.perf_counter()
         details = backend_obj.export_impl(model, request, staged, model_file)

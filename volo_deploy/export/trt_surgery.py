@@ -35,14 +35,24 @@ for OutlookAttention"), while a custom domain with its ``opset_import`` entry pa
 (no schema needed for a custom domain) and says honestly what the node is.
 
 **FP16 form** (:func:`to_fp16`). TensorRT 11 networks are strongly typed (no kFP16 builder
-flag; the tensor types in the ONNX decide the precision). We use the same strongly typed path on
-TensorRT 10.x too, so one ONNX and one ``trtexec`` line serve every target: float initializers,
-``Constant`` values and ``Cast(to=FLOAT)`` become FLOAT16; the network input and output stay
-FLOAT with a ``Cast`` after the input and before the output, so callers feed and read float32.
+flag; the tensor types in the ONNX decide the precision, TensorRT 11 release notes). We use the
+same strongly typed path on TensorRT 10.x too, so one ONNX and one ``trtexec`` line serve every
+target. The conversion is onnxconverter-common's ``convert_float_to_float16`` (input and output
+stay FLOAT) with a block list measured on the demo and VOLO-D1 (``benchmarks/trt_fp16_accuracy.py``):
+LayerNormalization, Softmax and the head after the final norm stay FLOAT, with their original FP32
+weights. The converter does not enter model-local functions; the outlook function's body is wrapped
+to compute in float between FP16 I/O, as the plugin's FP16 kernel does, so the portable form of the
+FP16 graph runs on onnxruntime with the plugin's numerics.
+
+**FP16 outlook core in INT8 graphs** (:func:`fp16_outlook_cores`). Between DQ and Q a plugin runs
+in the type it is given; the Q/DQ graph gives it the FLOAT outputs of GEMMs, so a ``Cast`` to
+FLOAT16 on each input and a ``Cast`` back before the QuantizeLinear make it read and write half the
+bytes.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from volo_deploy.errors import ExportError
@@ -126,85 +136,208 @@ def check_plugin_form(model: "onnx.ModelProto") -> None:
 
 # ---- FP16 ----------------------------------------------------------------------------------------
 
-_UNSUPPORTED_FOR_FP16 = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "EyeLike",
-                         "Bernoulli", "Multinomial")
+# What stays FLOAT in the FP16 graph: LayerNorm (statistics and affine), Softmax (class attention) and
+# the head after the final norm. benchmarks/trt_fp16_accuracy.py measures it against all-FP16: equal
+# within noise on the demo and a random-init D1; kept for the FP16 LayerNorm overflow TensorRT warns of.
+FP32_OPS: tuple[str, ...] = ("LayerNormalization", "Softmax")
+ALL_FP16: tuple[str, ...] = ()
 
 
-def _tensor_to_fp16(t) -> None:
-    import numpy as np
-    from onnx import TensorProto, numpy_helper
-
-    if t.data_type != TensorProto.FLOAT:
-        return
-    arr = numpy_helper.to_array(t)
-    finite = np.finfo(np.float16)
-    half = np.clip(arr, finite.min, finite.max).astype(np.float16)
-    new = numpy_helper.from_array(half, t.name)
-    t.CopyFrom(new)
+def head_nodes(model: "onnx.ModelProto") -> list[str]:
+    """Names of the nodes after the last ``LayerNormalization`` of the main graph (the classifier head)."""
+    names = [n.name for n in model.graph.node]
+    last = max((i for i, n in enumerate(model.graph.node) if n.op_type == "LayerNormalization"), default=None)
+    if last is None:
+        return []
+    return names[last + 1 :]
 
 
-def _nodes_to_fp16(nodes, where: str) -> None:
-    from onnx import AttributeProto, TensorProto
+def outlook_body_in_fp32(model: "onnx.ModelProto") -> None:
+    """Make the local ``volo.OutlookAttention`` function compute in FLOAT whatever its input type.
 
-    for node in nodes:
-        if node.domain in ("", "ai.onnx") and node.op_type in _UNSUPPORTED_FOR_FP16:
-            raise ExportError(f"FP16 conversion: {where} node {node.name} ({node.op_type}) is not supported")
-        for a in node.attribute:
-            if a.type == AttributeProto.TENSOR:
-                _tensor_to_fp16(a.t)
-            elif node.op_type in ("Cast", "CastLike") and a.name == "to" and a.i == TensorProto.FLOAT:
-                a.i = TensorProto.FLOAT16
-            elif a.type == AttributeProto.GRAPH:
-                raise ExportError(f"FP16 conversion: {where} node {node.name} ({node.op_type}) has a subgraph")
+    The plugin reads FP16 ``v``/``attn``, computes softmax, weights and fold in float and writes
+    FP16 (``outlookAttentionKernel.cu``); with ``Cast(to=FLOAT)`` on the inputs and
+    ``CastLike(y, v)`` on the output the portable body does the same, so onnxruntime runs the FP16
+    graph with the plugin's numerics. An FP32 graph is unchanged in value. In place; idempotent.
+    """
+    from onnx import TensorProto, helper
+
+    for fn in model.functions:
+        if not (fn.domain == DOMAIN and fn.name == OP_TYPE) or any(n.name == "__in_fp32" for n in fn.node):
+            continue
+        inner = {name: f"{name}__fp32" for name in list(fn.input) + list(fn.output)}
+        for node in fn.node:
+            node.input[:] = [inner.get(x, x) for x in node.input]
+            node.output[:] = [inner.get(x, x) for x in node.output]
+        casts_in = [helper.make_node("Cast", [x], [inner[x]], to=TensorProto.FLOAT) for x in fn.input]
+        casts_in[0].name = "__in_fp32"
+        casts_out = [helper.make_node("CastLike", [inner[y], fn.input[0]], [y]) for y in fn.output]
+        nodes = casts_in + list(fn.node) + casts_out
+        del fn.node[:]
+        fn.node.extend(nodes)
 
 
-def to_fp16(model: "onnx.ModelProto") -> "onnx.ModelProto":
-    """A copy of ``model`` computing in FLOAT16, with FLOAT input and output (see the module docstring).
+def to_fp16(model: "onnx.ModelProto", fp32_ops: tuple[str, ...] = FP32_OPS,
+            fp32_head: bool = True) -> "onnx.ModelProto":
+    """A copy of ``model`` in FLOAT16 with FLOAT input/output, ``fp32_ops`` (and the head) kept FLOAT.
 
-    Converts initializers, tensor attributes (``Constant``, ``ConstantOfShape``), ``Cast`` targets
-    and value infos in the main graph and in local functions. ``LayerNormalization`` keeps its
-    ``stash_type`` (FLOAT statistics).
+    The main graph goes through ``onnxconverter_common.float16.convert_float_to_float16``
+    (``keep_io_types``; Casts around blocked nodes); it does not look into model-local functions,
+    so the outlook function gets :func:`outlook_body_in_fp32` (the plugin's numerics).
+    """
+    import onnx
+
+    try:
+        from onnxconverter_common import float16
+    except ImportError:
+        raise ExportError("FP16 for TensorRT needs onnxconverter-common (pip install 'volo_deploy[trt]')") from None
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    head = head_nodes(out) if fp32_head else []
+    with warnings.catch_warnings():  # one warning per weight clipped into the FP16 range
+        warnings.simplefilter("ignore", UserWarning)
+        out = float16.convert_float_to_float16(out, keep_io_types=True, op_block_list=list(fp32_ops),
+                                               node_block_list=head)
+    _float_outputs(out)
+    _restore_fp32_constants(out, model)
+    _drop_fp16_round_trips(out)
+    outlook_body_in_fp32(out)
+    return out
+
+
+def _drop_fp16_round_trips(model: "onnx.ModelProto") -> None:
+    """Bypass ``Cast(FLOAT16) -> Cast(FLOAT)`` on FLOAT tensors so neighbouring FP32 nodes share FP32 tensors.
+
+    The converter casts each blocked node's output to FP16 and the next blocked node's input back,
+    which rounds every tensor of an FP32 chain (LayerNorm -> head) to FP16. In place.
+    """
+    from onnx import TensorProto
+
+    g = model.graph
+    types = _elem_types(model)
+    cast_to = {n.output[0]: (n, next((a.i for a in n.attribute if a.name == "to"), None))
+               for n in g.node if n.op_type == "Cast"}
+    alias = {}
+    for node, to in cast_to.values():
+        src = cast_to.get(node.input[0])
+        if to == TensorProto.FLOAT and src and src[1] == TensorProto.FLOAT16 and \
+                types.get(src[0].input[0]) == TensorProto.FLOAT:
+            alias[node.output[0]] = src[0].input[0]
+    outputs = {o.name for o in g.output}
+    for node in g.node:
+        node.input[:] = [alias.get(x, x) for x in node.input]
+    keep = [n for n in g.node if not (n.output and n.output[0] in alias and n.output[0] not in outputs)]
+    for n in keep:  # a bypassed cast that names a graph output stays as Cast(FLOAT -> FLOAT)
+        if n.output and n.output[0] in alias:
+            n.input[:] = [alias[n.output[0]]]
+    used = {x for n in keep for x in n.input} | outputs
+    keep = [n for n in keep if n.op_type != "Cast" or any(o in used for o in n.output)]
+    del g.node[:]
+    g.node.extend(keep)
+
+
+def _float_outputs(model: "onnx.ModelProto") -> None:
+    """Make every graph output FLOAT again (in place).
+
+    ``keep_io_types`` misses an output whose producer is in the block list: the converter leaves
+    it FLOAT16 (seen with onnxconverter-common 1.16 and the FP32 head), rounding the logits.
+    """
+    from onnx import TensorProto, helper
+
+    g = model.graph
+    producers = {o: n for n in g.node for o in n.output}
+    for out in g.output:
+        tt = out.type.tensor_type
+        if tt.elem_type != TensorProto.FLOAT16:
+            continue
+        tt.elem_type = TensorProto.FLOAT
+        node = producers[out.name]
+        if node.op_type == "Cast":
+            for a in node.attribute:
+                if a.name == "to":
+                    a.i = TensorProto.FLOAT
+            continue
+        half = f"{out.name}__fp16"
+        node.output[list(node.output).index(out.name)] = half
+        g.node.append(helper.make_node("Cast", [half], [out.name], name=f"{out.name}__to_fp32", to=TensorProto.FLOAT))
+
+
+def _restore_fp32_constants(half: "onnx.ModelProto", source: "onnx.ModelProto") -> None:
+    """Replace ``Cast(to=FLOAT)`` of a converted initializer by the source's FP32 values (in place).
+
+    The converter turns every float initializer to FP16, also those only read by blocked nodes
+    (LayerNorm scale/bias, the head's weights), and casts them back; the cast cannot undo the
+    rounding. TensorRT would fold the Cast; here the original values come back instead.
+    """
+    from onnx import TensorProto
+
+    original = {t.name: t for t in source.graph.initializer if t.data_type == TensorProto.FLOAT}
+    g = half.graph
+    restored, kept = [], []
+    for node in g.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and to == TensorProto.FLOAT and node.input[0] in original:
+            t = TensorProto()
+            t.CopyFrom(original[node.input[0]])
+            t.name = node.output[0]
+            restored.append(t)
+        else:
+            kept.append(node)
+    used = {x for n in kept for x in n.input} | {o.name for o in g.output}
+    inits = [t for t in g.initializer if t.name in used] + restored
+    del g.node[:]
+    g.node.extend(kept)
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    produced = {o for n in kept for o in n.output}  # value_info of dropped/restored initializers is stale
+    infos = [v for v in g.value_info if v.name in produced]
+    del g.value_info[:]
+    g.value_info.extend(infos)
+
+
+def fp16_outlook_cores(model: "onnx.ModelProto") -> "tuple[onnx.ModelProto, list[str]]":
+    """A copy of ``model`` whose FLOAT outlook nodes run in FP16: ``Cast(FLOAT16)`` on ``v`` and
+    ``attn``, ``Cast(FLOAT)`` on the output; returns the names of the nodes changed.
+
+    For the INT8 (Q/DQ) graph: the plugin sits between float GEMM outputs and a QuantizeLinear;
+    in a strongly typed network the casts make it run (and move its tensors) in FP16, and TensorRT
+    can fuse each Cast into the neighbouring GEMM epilogue or quantize. Nodes whose inputs are
+    not FLOAT (already FP16) are left alone.
     """
     import onnx
     from onnx import TensorProto, helper
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    g = out.graph
-    for t in g.initializer:
-        _tensor_to_fp16(t)
-    _nodes_to_fp16(g.node, "graph")
-    for fn in out.functions:
-        _nodes_to_fp16(fn.node, f"function {fn.name}")
-    for vi in g.value_info:
-        if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
-            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    types = _elem_types(out)
+    changed, nodes = [], []
+    for node in out.graph.node:
+        if not _is_outlook(node) or any(types.get(x) != TensorProto.FLOAT for x in node.input):
+            nodes.append(node)
+            continue
+        name = node.name or f"outlook_{len(changed)}"
+        half_in = [f"{x}__fp16" for x in node.input]
+        nodes += [helper.make_node("Cast", [x], [h], name=f"{name}__in{i}_to_fp16", to=TensorProto.FLOAT16)
+                  for i, (x, h) in enumerate(zip(node.input, half_in))]
+        y = node.output[0]
+        node.input[:] = half_in
+        node.output[:] = [f"{y}__fp16"]
+        nodes += [node, helper.make_node("Cast", [f"{y}__fp16"], [y], name=f"{name}__out_to_fp32",
+                                         to=TensorProto.FLOAT)]
+        changed.append(name)
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    outlook_body_in_fp32(out)
+    return out, changed
 
-    casts_in, renames = [], {}
-    for inp in g.input:
-        if inp.type.tensor_type.elem_type == TensorProto.FLOAT:
-            half = f"{inp.name}__fp16"
-            renames[inp.name] = half
-            casts_in.append(helper.make_node("Cast", [inp.name], [half], name=f"{inp.name}__to_fp16",
-                                             to=TensorProto.FLOAT16))
-    for node in g.node:
-        for i, name in enumerate(node.input):
-            if name in renames:
-                node.input[i] = renames[name]
-    casts_out = []
-    for o in g.output:
-        if o.type.tensor_type.elem_type == TensorProto.FLOAT:
-            half = f"{o.name}__fp16"
-            for node in g.node:
-                for i, name in enumerate(node.output):
-                    if name == o.name:
-                        node.output[i] = half
-                for i, name in enumerate(node.input):
-                    if name == o.name:
-                        node.input[i] = half
-            casts_out.append(helper.make_node("Cast", [half], [o.name], name=f"{o.name}__to_fp32",
-                                              to=TensorProto.FLOAT))
-    nodes = casts_in + list(g.node) + casts_out
-    del g.node[:]
-    g.node.extend(nodes)
-    return out
+
+def _elem_types(model: "onnx.ModelProto") -> dict[str, int]:
+    """Element type of every typed tensor of the main graph (inputs, initializers, inferred values)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    return types
