@@ -312,6 +312,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 bar.update(len(sel.items))
             log(f"{row['backend']} {row['precision']}: {row['status']}" + (f" ({row['reason']})" if row['reason'] else ""))
             results.append(row)
+        execution = executor.describe()
     finally:
         bar.close()
         executor.close()
@@ -323,7 +324,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     if tmp is not None:
         tmp.cleanup()
     return _report(cfg, cases, threads, info, ckpt_sha, model_cfg, sel.describe(used, skipped), ref_shards, results,
-                   t0, {**executor.describe(), "shard_size": job.shards[0][1] - job.shards[0][0],
+                   t0, {**execution, "shard_size": job.shards[0][1] - job.shards[0][0],
                         "shards": len(job.shards), "decode_workers": cfg.decode_workers,
                         "decode_mode": cfg.decode_mode, "resumed": cfg.resume,
                         "reference_cache": {"dir": str(run.cache.dir), **run.stats}}, model_cfg.num_classes)
