@@ -122,6 +122,7 @@ class RunState:
         from volo_deploy.artifacts import atomic_write_json
 
         path = self.dir / "run.json"
+        config = json.loads(json.dumps(config, default=str))  # compared as it reads back (tuples -> lists)
         if resume:
             if not path.is_file():
                 raise BadInputError(f"--resume: {path} not found (no interrupted run in this --out folder)")
