@@ -1,7 +1,9 @@
 """``volo-bench``: accuracy and latency of every backend x precision against FP32 PyTorch.
 
 With no arguments: the bundled demo model on the demo digits val set, over every backend
-installed, into ``./volo_bench`` (report.json, report.md, report.csv, plots).
+installed, into ``./volo_bench`` (report.json, report.md, report.csv, plots). Images are
+streamed shard by shard (memory does not grow with their number), shard results kept in
+``<out>/shards/`` for ``--resume``; ``--ray`` spreads cases and shards over a Ray cluster.
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ def _main(argv: list[str] | None) -> int:
         ray=args.ray,
         ray_resources=parse_ray_resources(args.ray_resources),
     )
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    from tqdm.auto import tqdm
+
+    log = (lambda s: None) if args.quiet else (lambda s: tqdm.write(s, file=sys.stderr))  # keeps the bar intact
     report = run_bench(cfg, log=log)
     paths = write_outputs(report, args.out)
     print(markdown_table(report))
