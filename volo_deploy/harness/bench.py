@@ -104,7 +104,8 @@ class _Run:
     bar: Any  # tqdm over every image of every case
     log: Callable[[str], None]
     num_classes: int
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)  # reference cache hits
+    refs: list = field(default_factory=list)  # reference ShardResults without logits
 
 
 def _reference_pass(run: _Run) -> list:
@@ -174,7 +175,7 @@ def _case_row(run: _Run, backend: str, precision: str, ctx) -> dict[str, Any]:
     return row
 
 
-def _accuracy(run: _Run, backend: str, precision: str, row: dict, ref_shards: list) -> None:
+def _accuracy(run: _Run, backend: str, precision: str, row: dict) -> None:
     """Stream every data shard through the case's artifact; fill ``row`` accuracy/agreement (or its failure)."""
     import traceback
 
@@ -199,7 +200,7 @@ def _accuracy(run: _Run, backend: str, precision: str, row: dict, ref_shards: li
         row["status"], row["reason"] = RUN_FAILED, _error_text(exc)
         row["log"].append(traceback.format_exc(limit=-3))
         return
-    _fill_accuracy(row, [done[i] for i in sorted(done)], ref_shards, run.num_classes)
+    _fill_accuracy(row, [done[i] for i in sorted(done)], run.refs, run.num_classes)
 
 
 def _fill_accuracy(row: dict, shards: list, ref_shards: list, num_classes: int) -> None:
@@ -261,84 +262,97 @@ def _executor(cfg: BenchConfig):
     return RayExecutor(cfg.ray, dict(cfg.ray_resources), cfg.threads)
 
 
+def _open_job(cfg: BenchConfig, log: Callable[[str], None]):
+    """(EvalJob, selected images, checkpoint info, its sha256, model config) of ``cfg``."""
+    from volo_deploy import artifacts
+    from volo_deploy.data.transforms import EvalTransform
+    from volo_deploy.harness.data import open_eval_items
+    from volo_deploy.harness.evaljob import EvalJob
+    from volo_deploy.harness.shards import plan_shards
+    from volo_deploy.models import load_model
+
+    model, info = load_model(cfg.checkpoint, cfg.model)
+    log(f"model: {info.describe()}")
+    sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root)
+    log(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
+    chunk = max(cfg.batch_sizes)
+    job = EvalJob(sel.root, tuple(sel.items), tuple(plan_shards(len(sel.items), cfg.shard_size, chunk)),
+                  EvalTransform.for_config(model.cfg), chunk, Path(info.path), cfg.model, cfg.threads,
+                  cfg.decode_workers, cfg.decode_mode)
+    return job, sel, info, artifacts.sha256_file(info.path), model.cfg
+
+
+def _run_cases(run: _Run, cases, ctx) -> list[dict[str, Any]]:
+    """Each case's row: export + latency, then its accuracy over every shard."""
+    results = []
+    for backend, precision in cases:
+        run.bar.set_postfix_str(f"{backend}/{precision}")
+        row = _case_row(run, backend, precision, ctx)
+        if row["status"] == "ok":
+            _accuracy(run, backend, precision, row)
+        else:
+            run.bar.update(len(run.job.items))
+        run.log(f"{row['backend']} {row['precision']}: {row['status']}" + (f" ({row['reason']})" if row["reason"] else ""))
+        results.append(row)
+    return results
+
+
 def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every case of ``cfg`` and return the report dict."""
     import shutil
 
     from tqdm.auto import tqdm
 
-    from volo_deploy import artifacts
-    from volo_deploy.data.transforms import EvalTransform
-    from volo_deploy.harness.data import open_eval_items
-    from volo_deploy.harness.evaljob import EvalJob
     from volo_deploy.harness.refcache import ReferenceCache, reference_key
-    from volo_deploy.harness.shards import RunState, plan_shards
-    from volo_deploy.models import load_model
+    from volo_deploy.harness.shards import RunState, shard_size
 
     cases = resolve_cases(cfg)
+    if cfg.ray is not None:
+        from volo_deploy.harness.ray_exec import require_ray
+
+        require_ray()
     t0 = time.perf_counter()
     threads = thread_settings(cfg.threads)
-    model, info = load_model(cfg.checkpoint, cfg.model)
-    ckpt_sha = artifacts.sha256_file(info.path)
-    log(f"model: {info.describe()}")
-    sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root)
-    log(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
-    tf = EvalTransform.for_config(model.cfg)
-    chunk = max(cfg.batch_sizes)
-    job = EvalJob(sel.root, tuple(sel.items), tuple(plan_shards(len(sel.items), cfg.shard_size, chunk)), tf, chunk,
-                  Path(info.path), cfg.model, cfg.threads, cfg.decode_workers, cfg.decode_mode)
-    model_cfg = model.cfg
-    del model
+    job, sel, info, ckpt_sha, model_cfg = _open_job(cfg, log)
     data_key = sel.content_key()
     tmp = tempfile.TemporaryDirectory(prefix="volo_bench_") if cfg.out is None else None
     state = RunState(Path(cfg.out) if cfg.out is not None else Path(tmp.name), log)
     state.begin(_run_config(cfg, ckpt_sha, data_key, job, cases), cfg.resume)
     artifacts_root = Path(cfg.artifacts) if cfg.artifacts is not None else state.dir / "artifacts"
     executor = _executor(cfg)
-    bar = tqdm(total=len(sel.items) * (1 + len(cases)), desc="volo-bench", unit="img", disable=not cfg.progress,
+    bar = tqdm(total=len(job.items) * (1 + len(cases)), desc="volo-bench", unit="img", disable=not cfg.progress,
                smoothing=0.05)
-    run = _Run(cfg, job, state, ReferenceCache(reference_key(ckpt_sha, data_key, tf, list(job.shards)), log),
+    run = _Run(cfg, job, state, ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)), log),
                executor, bar, log, model_cfg.num_classes)
     try:
-        ref_shards = _reference_pass(run)
-        ctx = _latency_context(run, info, ckpt_sha, artifacts_root)
-        results = []
-        for backend, precision in cases:
-            bar.set_postfix_str(f"{backend}/{precision}")
-            row = _case_row(run, backend, precision, ctx)
-            if row["status"] == "ok":
-                _accuracy(run, backend, precision, row, ref_shards)
-            else:
-                bar.update(len(sel.items))
-            log(f"{row['backend']} {row['precision']}: {row['status']}" + (f" ({row['reason']})" if row['reason'] else ""))
-            results.append(row)
-        execution = executor.describe()
+        run.refs = _reference_pass(run)
+        results = _run_cases(run, cases, _latency_context(run, info, ckpt_sha, artifacts_root))
+        execution = {**executor.describe(), "shard_size": shard_size(cfg.shard_size, job.chunk),
+                     "shards": len(job.shards), "decode_workers": cfg.decode_workers, "decode_mode": cfg.decode_mode,
+                     "resumed": cfg.resume, "reference_cache": {"dir": str(run.cache.dir), **run.stats}}
     finally:
         bar.close()
         executor.close()
-    used, skipped = _used_items(job, ref_shards)
+    used, skipped = _used_items(job, run.refs)
     for s in skipped:
         log(f"warning: skipped {s}")
     if cfg.artifacts is None:
         shutil.rmtree(artifacts_root, ignore_errors=True)
     if tmp is not None:
         tmp.cleanup()
-    return _report(cfg, cases, threads, info, ckpt_sha, model_cfg, sel.describe(used, skipped), ref_shards, results,
-                   t0, {**execution, "shard_size": job.shards[0][1] - job.shards[0][0],
-                        "shards": len(job.shards), "decode_workers": cfg.decode_workers,
-                        "decode_mode": cfg.decode_mode, "resumed": cfg.resume,
-                        "reference_cache": {"dir": str(run.cache.dir), **run.stats}}, model_cfg.num_classes)
+    return _report(cfg, cases, threads, info, ckpt_sha, model_cfg, sel.describe(used, skipped), run.refs, results,
+                   t0, execution)
 
 
 def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shards: list, results: list, t0: float,
-            execution: dict, num_classes: int) -> dict[str, Any]:
+            execution: dict) -> dict[str, Any]:
     from volo_deploy import artifacts
     from volo_deploy.harness.report import SCHEMA, result_rows_summary
     from volo_deploy.harness.stream import accuracy_from_topk
     from volo_deploy.machine import hardware_fingerprint
 
     labels = np.concatenate([r.labels for r in ref_shards])
-    ref_acc = accuracy_from_topk(np.concatenate([r.top for r in ref_shards]), labels, num_classes)
+    ref_acc = accuracy_from_topk(np.concatenate([r.top for r in ref_shards]), labels, model_cfg.num_classes)
     machine = artifacts.machine_info()
     report = {
         "schema": SCHEMA,

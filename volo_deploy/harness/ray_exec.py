@@ -92,14 +92,21 @@ def _accuracy_task(job: EvalJob, backend: str, precision: str, bundle: dict, ref
     return next(accuracy_shards(job, backend, precision, materialize(bundle), [(index, ref)]))
 
 
+def require_ray() -> None:
+    """BadInputError (before anything runs) when Ray is not installed."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise BadInputError("--ray needs Ray: pip install 'volo_deploy[ray]'") from None
+
+
 class RayExecutor:
     """Runs the units as Ray tasks; same interface as :class:`volo_deploy.harness.evaljob.LocalExecutor`."""
 
     def __init__(self, address: str, resources: dict[str, tuple[tuple[str, float], ...]], threads: int | None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise BadInputError("--ray needs Ray: pip install 'volo_deploy[ray]'") from None
+        require_ray()
+        import ray
+
         self.ray, self.address, self.threads = ray, address, threads
         self.resources = {b: dict(r) for b, r in resources.items()}
         self.started = not ray.is_initialized()

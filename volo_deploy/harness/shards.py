@@ -26,10 +26,15 @@ RUN_STATE_SCHEMA = "volo_deploy.bench_run/1"
 KILL_AFTER_ENV = "VOLO_BENCH_KILL_AFTER_SHARDS"
 
 
-def plan_shards(n: int, shard_size: int, chunk: int) -> list[tuple[int, int]]:
-    """(start, stop) slices of ``n`` images; the size is rounded up to a multiple of ``chunk`` so a
-    shard's batches are the batches of an unsharded run (identical runtime inputs, identical logits)."""
-    size = max(chunk, -(-shard_size // chunk) * chunk)
+def shard_size(requested: int, chunk: int) -> int:
+    """``requested`` rounded up to a multiple of ``chunk`` (images per runtime call), so a shard's
+    batches are the batches of an unsharded run (identical runtime inputs, identical logits)."""
+    return max(chunk, -(-requested // chunk) * chunk)
+
+
+def plan_shards(n: int, requested: int, chunk: int) -> list[tuple[int, int]]:
+    """(start, stop) slices of ``n`` images, :func:`shard_size` images each (the last may be shorter)."""
+    size = shard_size(requested, chunk)
     return [(i, min(i + size, n)) for i in range(0, n, size)]
 
 
