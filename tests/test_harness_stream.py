@@ -183,3 +183,31 @@ def test_resume_refusals_name_the_file_and_the_difference(art, tmp_path, capsys)
     assert bench_main([*args, "--resume", "--iters", "3"]) == 2
     err = capsys.readouterr().err
     assert "run.json" in err and "iters expected 3, found 1" in err
+
+
+def test_unreadable_images_are_skipped_listed_and_left_out_of_the_fingerprint(art, digits_root, tmp_path):
+    import shutil
+    import warnings
+
+    from volo_deploy.harness.data import load_eval_set
+    from volo_deploy.models import get_config
+
+    files = sorted((digits_root / "val").glob("*/*.png"))[::30]
+    for f in files:
+        shutil.copy(f, tmp_path / f"{f.parent.name}_{f.name}")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    lines = [f"{f.parent.name}_{f.name} {f.parent.name}" for f in files]
+    lines.insert(5, "broken.png 3")
+    listing = tmp_path / "subset.txt"
+    listing.write_text("\n".join(lines) + "\n")
+    logs: list[str] = []
+    report = run_bench(_cfg(art, backends=("torch",), data=listing, limit=None, shard_size=8), log=logs.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_memory = load_eval_set(get_config("volo_demo_64"), listing, progress=False)
+    d = report["data"]
+    assert d["n_images"] == len(files) and d["total_available"] == len(files) + 1
+    assert len(d["skipped_images"]) == 1 and d["skipped_images"][0].startswith("broken.png: ")
+    assert d["fingerprint"] == in_memory.fingerprint
+    assert report["results"][0]["agreement"]["n"] == len(files)
+    assert any(s.startswith("warning: skipped broken.png") for s in logs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -146,7 +147,8 @@ def _latency_context(run: _Run, info, ckpt_sha: str, artifacts_root: Path) -> An
     from volo_deploy.harness.runner import CaseContext
 
     cfg = run.cfg
-    first = next((b for b in run.job.batches(0) if len(b.x)), None)
+    with closing(run.job.batches(0)) as batches:  # closing: stops the decode pool's look-ahead
+        first = next((b for b in batches if len(b.x)), None)
     if first is None:
         raise DataError(f"data {run.job.root}: no readable image in the first shard")
     return CaseContext(
