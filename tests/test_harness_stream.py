@@ -211,3 +211,22 @@ def test_unreadable_images_are_skipped_listed_and_left_out_of_the_fingerprint(ar
     assert d["fingerprint"] == in_memory.fingerprint
     assert report["results"][0]["agreement"]["n"] == len(files)
     assert any(s.startswith("warning: skipped broken.png") for s in logs)
+
+
+def test_a_runtime_failing_on_the_data_fails_its_case_only(art, monkeypatch):
+    from volo_deploy.harness import evaljob
+
+    real = evaljob.load_runner
+
+    def flaky(backend, *args, **kw):
+        if backend == "onnxruntime":
+            raise RuntimeError("simulated runtime crash on the data")
+        return real(backend, *args, **kw)
+
+    monkeypatch.setattr(evaljob, "load_runner", flaky)
+    report = run_bench(_cfg(art, backends=("torch", "onnxruntime"), limit=16), log=lambda s: None)
+    ok, failed = report["results"]
+    assert ok["status"] == "ok" and ok["agreement"]["n"] == 16
+    assert failed["status"] == "run failed" and "simulated runtime crash" in failed["reason"]
+    assert failed["accuracy"] is None and failed["agreement"] is None  # not the latency batch's figures
+    assert set(failed["latency"]) == {"1", "8"}  # timed before the data ran

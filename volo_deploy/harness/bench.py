@@ -170,6 +170,7 @@ def _case_row(run: _Run, backend: str, precision: str, ctx) -> dict[str, Any]:
         folder = Path(row["artifact"]["dir"])
         if reusable_artifact(folder, backend, precision, ctx.checkpoint_sha256)[0] is None:
             run.log(f"{name}: re-running the case, its artifact in {folder} is gone or changed")
+            run.state.clear_shards(name)  # they came from that artifact
             row = None
     if row is None:
         row = run.executor.case(backend, precision, ctx)
@@ -200,6 +201,7 @@ def _accuracy(run: _Run, backend: str, precision: str, row: dict) -> None:
             done[res.index] = res
     except Exception as exc:  # a runtime failing on the data: this case's failure, not the run's
         row["status"], row["reason"] = RUN_FAILED, _error_text(exc)
+        row["accuracy"] = row["agreement"] = None  # run_case's figures on the latency batch only
         row["log"].append(traceback.format_exc(limit=-3))
         return
     _fill_accuracy(row, [done[i] for i in sorted(done)], run.refs, run.num_classes)

@@ -172,6 +172,10 @@ class RunState:
         if limit and self.written >= int(limit):
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def clear_shards(self, case: str) -> None:
+        for path in (self.dir / case).glob("*.npz"):
+            path.unlink()
+
     def load_case(self, case: str) -> dict[str, Any] | None:
         path = self.dir / f"{case}.case.json"
         return json.loads(path.read_text()) if path.is_file() else None
