@@ -68,6 +68,15 @@ def test_a_worker_dying_mid_shard_is_retried_and_every_image_counted_once(ray_se
     assert _figures(report) == [f for f in _figures(local) if f[0] == "onnxruntime"]
 
 
+def test_a_resource_no_node_offers_makes_the_case_unavailable_not_stuck(ray_session, local_report):
+    art, _ = local_report
+    pinned = parse_ray_resources(["onnxruntime=jetson_orin:1"])
+    report = run_bench(_cfg(art, ray="local", ray_resources=pinned), log=lambda s: None)
+    torch_row, ort = report["results"]
+    assert torch_row["status"] == "ok"
+    assert ort["status"] == "unavailable" and ort["reason"] == "no node of the Ray cluster offers jetson_orin:1"
+
+
 def test_ray_resources_parse():
     assert parse_ray_resources(["tensorrt=jetson_orin:1,gpu_mem:0.5"]) == (
         ("tensorrt", (("jetson_orin", 1.0), ("gpu_mem", 0.5))),)

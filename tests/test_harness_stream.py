@@ -230,3 +230,18 @@ def test_a_runtime_failing_on_the_data_fails_its_case_only(art, monkeypatch):
     assert failed["status"] == "run failed" and "simulated runtime crash" in failed["reason"]
     assert failed["accuracy"] is None and failed["agreement"] is None  # not the latency batch's figures
     assert set(failed["latency"]) == {"1", "8"}  # timed before the data ran
+
+
+def test_resume_re_runs_a_case_whose_artifact_changed_and_drops_its_shards(tmp_path):
+    kw = dict(limit=32, artifacts=tmp_path / "art", out=tmp_path / "out")
+    first = run_bench(_cfg(tmp_path / "art", **kw), log=lambda s: None)
+    case_dir = tmp_path / "out" / "shards" / "onnxruntime_fp32"
+    sorted(case_dir.glob("*.npz"))[-1].unlink()  # as if killed before the last shard
+    model_file = next((tmp_path / "art" / "onnxruntime_fp32").glob("*.onnx"))
+    model_file.write_bytes(model_file.read_bytes() + b"\0")  # no longer the manifest's file
+    logs: list[str] = []
+    resumed = run_bench(_cfg(tmp_path / "art", **kw, resume=True), log=logs.append)
+    assert any("re-running the case" in s for s in logs)
+    assert not any("from the interrupted run" in s for s in logs)  # shards of the old artifact dropped
+    assert resumed["results"][0]["artifact"]["reused"] is False
+    assert comparable(resumed) == comparable(first)

@@ -148,9 +148,23 @@ class RayExecutor:
         task = self._tasks["_reference_task"].options(**self._options("torch"))
         yield from self._completed([task.remote(self._job_ref(job), i) for i in todo], job, progress)
 
+    def _missing(self, backend: str) -> dict[str, float]:
+        """Requested resources that no node of the cluster offers (their tasks would wait forever)."""
+        opts = self._options(backend)
+        want = {**opts.get("resources", {}), "CPU": opts["num_cpus"], **({"GPU": 1} if opts.get("num_gpus") else {})}
+        have = self.ray.cluster_resources()
+        return {k: v for k, v in want.items() if have.get(k, 0) < v}
+
     def case(self, backend: str, precision: str, ctx) -> dict[str, Any]:
         from dataclasses import replace
 
+        from volo_deploy.harness.runner import UNAVAILABLE, CaseResult
+
+        missing = self._missing(backend)
+        if missing:
+            need = ", ".join(f"{k}:{v:g}" for k, v in missing.items())
+            return CaseResult(backend, precision, status=UNAVAILABLE, reason=f"no node of the Ray cluster offers {need}",
+                              ).as_dict() | {"node": None}
         task = self._tasks["_case_task"].options(num_returns=2, **self._options(backend))
         row_ref, bundle_ref = task.remote(backend, precision, replace(ctx, log=print))
         self._bundles[(backend, precision)] = bundle_ref
