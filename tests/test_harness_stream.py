@@ -139,6 +139,10 @@ def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_
     shutil.copy(donor, victim)  # same path and label, another image
     changed = run_bench(_cfg(art, backends=("torch",), limit=32, data=data), log=lambda s: None)
     assert changed["execution"]["reference_cache"]["reference_computed"] == 2
+    shutil.copy(data / picked[30][0], data / picked[11][0])  # changed again: the log says what changed
+    logs.clear()
+    run_bench(_cfg(art, backends=("torch",), limit=32, data=data), log=logs.append)
+    assert any(s.startswith("reference cache: stale for") and "(data changed since" in s for s in logs), logs
 
 
 def _cli(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -124,6 +124,9 @@ def _reference_pass(run: _Run) -> list:
             light[i] = replace(hit, logits=None)
             run.bar.update(job.shard_len(i))
     run.log(f"reference: {len(light)} of {len(job.shards)} shard(s) from the cache {cache.dir}")
+    stale = cache.stale_reason() if not light else None
+    if stale:
+        run.log(f"reference cache: stale for {cache.label} ({stale}); recomputing")
     for res in run.executor.reference(job, todo, run.bar.update):
         cache.save(res)
         light[res.index] = replace(res, logits=None)
@@ -326,8 +329,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     executor = _executor(cfg)
     bar = tqdm(total=len(job.items) * (1 + len(cases)), desc="volo-bench", unit="img", disable=not cfg.progress,
                smoothing=0.05)
-    run = _Run(cfg, job, state, ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)), log),
-               executor, bar, log, model_cfg.num_classes)
+    cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)), log,
+                           label=f"{info.path} on {sel.source}")
+    run = _Run(cfg, job, state, cache, executor, bar, log, model_cfg.num_classes)
     try:
         run.refs = _reference_pass(run)
         results = _run_cases(run, cases, _latency_context(run, info, ckpt_sha, artifacts_root))

@@ -44,10 +44,10 @@ def key_digest(key: dict) -> str:
 class ReferenceCache:
     """Reference shards for one key, in the per-user cache folder."""
 
-    def __init__(self, key: dict, log: Callable[[str], None] = print, root: Path | None = None) -> None:
+    def __init__(self, key: dict, log: Callable[[str], None] = print, root: Path | None = None, label: str = "") -> None:
         from volo_deploy.cache import cache_dir
 
-        self.key = key
+        self.key, self.label = key, label  # label: checkpoint and data paths, to explain a stale entry
         self.digest = key_digest(key)
         self.dir = (root or cache_dir("reference")) / self.digest[:32]
         self.log = log
@@ -87,5 +87,20 @@ class ReferenceCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         blob = res.to_bytes()
         atomic_write_bytes(data, blob)
-        atomic_write_json(side, {"key_sha256": self.digest, "key": self.key, "index": res.index, "n": res.n,
-                                 "sha256": hashlib.sha256(blob).hexdigest()})
+        atomic_write_json(side, {"key_sha256": self.digest, "key": self.key, "label": self.label, "index": res.index,
+                                 "n": res.n, "sha256": hashlib.sha256(blob).hexdigest()})
+
+    def stale_reason(self) -> str | None:
+        """When another entry was made for the same checkpoint and data paths: what changed since (else None)."""
+        if not self.label:
+            return None
+        for side in sorted(self.dir.parent.glob("*/00000.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+            try:
+                meta = json.loads(side.read_text())
+            except (OSError, ValueError):
+                continue
+            if meta.get("label") == self.label and meta.get("key_sha256") != self.digest:
+                old = meta.get("key", {})
+                changed = [k for k in self.key if json.dumps(self.key[k]) != json.dumps(old.get(k))]
+                return f"{', '.join(changed) or 'key'} changed since {side.parent}"
+        return None
