@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads for every runtime")
     p.add_argument("--artifacts", type=Path, default=None,
                    help="folder of exports to reuse (checked by hash against each manifest.json) or to fill; "
-                        "default: a temp folder")
+                        "default: <out>/shards/artifacts, kept for --resume and removed once the run completes")
     p.add_argument("--out", type=Path, default=Path("volo_bench"), help="output folder (default ./volo_bench)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume", action="store_true",

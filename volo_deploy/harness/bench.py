@@ -46,7 +46,7 @@ class BenchConfig:
     warmup: int = 5
     iters: int = 50
     threads: int | None = None
-    artifacts: Path | None = None  # None: a temp folder removed afterwards
+    artifacts: Path | None = None  # None: <out>/shards/artifacts, removed once the run completes
     calib_data: Path | None = None
     progress: bool = True
     noisy_cv: float = 0.15
