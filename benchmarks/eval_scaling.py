@@ -12,19 +12,21 @@
 Images: the demo digits, upscaled to 72x72 RGB PNGs with per-copy noise, written once to a
 temp folder as an ImageFolder tree (``--sizes`` max images).
 
-Measured on the 2-core AMD EPYC (Zen 4, AVX-512) dev box while 5 other jobs shared it (load
-average 8-9), so the speeds are noisy; peak RSS does not depend on the load::
+Measured on the 2-core AMD EPYC (Zen 4, AVX-512) dev box while 5 other jobs shared it, twice
+(load average 8-9, then 4-7), so the speeds are noisy; peak RSS does not depend on the load::
 
-    | images | streamed peak RSS MB | streamed s | in-memory peak RSS MB | in-memory s |
-    | 1500   | 291                  | 25.2       | 378                   | 26.1        |
-    | 6000   | 293                  | 108.6      | 799                   | 61.6        |
+    | images | streamed peak RSS MB | streamed s  | in-memory peak RSS MB | in-memory s |
+    | 1500   | 291 / 291            | 25.2 / 19.1 | 378 / 378             | 26.1 / 6.9  |
+    | 6000   | 293 / 293            | 108.6 / 56.6| 799 / 799             | 61.6 / 25.5 |
     streamed: +2 MB from 1500 to 6000 images (goal <= +40 MB); in-memory: +422 MB
-    decode only (images/s, batch 8): inline 658, 2 threads 781, 2 processes 985
-    Ray, 1500 images (3000 evaluated): 1 CPU 63.5 img/s, 2 CPUs 76.0 img/s (1.20x)
+    decode only (images/s, batch 8): inline 658 / 1425, 2 threads 781 / 1195, 2 processes 985 / 688
+    Ray, 1500 images (3000 evaluated): 1 CPU 63.5 / 91.5 img/s, 2 CPUs 76.0 / 104.6 img/s (1.20x / 1.14x)
 
 "streamed s" is a whole ``volo-bench`` run (reference and the torch case: every image twice,
-plus export and latency); "in-memory s" only decodes and runs the reference once. With two
-cores also busy with other jobs, two Ray workers gain 1.2x, not 2x.
+plus export and latency); "in-memory s" only decodes and runs the reference once. Decoding
+alone gains nothing reliable from a pool on two busy cores (the order flips between runs); the
+pool's use is to decode while the model runs. With both cores also busy with other jobs, two
+Ray workers gain 1.1-1.2x, not 2x.
 """
 
 from __future__ import annotations
