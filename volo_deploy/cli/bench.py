@@ -1,7 +1,9 @@
 """``volo-bench``: accuracy and latency of every backend x precision against FP32 PyTorch.
 
 With no arguments: the bundled demo model on the demo digits val set, over every backend
-installed, into ``./volo_bench`` (report.json, report.md, report.csv, plots).
+installed, into ``./volo_bench`` (report.json, report.md, report.csv, plots). Images are
+streamed shard by shard (memory does not grow with their number), shard results kept in
+``<out>/shards/`` for ``--resume``; ``--ray`` spreads cases and shards over a Ray cluster.
 """
 
 from __future__ import annotations
@@ -35,14 +37,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads for every runtime")
     p.add_argument("--artifacts", type=Path, default=None,
                    help="folder of exports to reuse (checked by hash against each manifest.json) or to fill; "
-                        "default: a temp folder")
+                        "default: <out>/shards/artifacts, kept for --resume and removed once the run completes")
     p.add_argument("--out", type=Path, default=Path("volo_bench"), help="output folder (default ./volo_bench)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out (same flags; refused if its configuration differs)")
+    p.add_argument("--shard-size", type=positive_int, default=1000,
+                   help="images per data shard, the unit of resume and of Ray tasks (default 1000)")
+    p.add_argument("--decode-workers", type=non_negative_int, default=2,
+                   help="image decoding threads (or processes) ahead of the model; 0: decode inline (default 2)")
+    p.add_argument("--decode-mode", choices=("thread", "process"), default="thread",
+                   help="decode in a thread pool (default) or a process pool")
+    p.add_argument("--ray", default=None, metavar="local|auto|ADDRESS",
+                   help="run cases and data shards as Ray tasks: 'local' starts Ray here, 'auto' or an address "
+                        "joins a cluster (pip install 'volo_deploy[ray]')")
+    p.add_argument("--ray-resources", action="append", default=[], metavar="BACKEND=RES:N[,RES:N]",
+                   help="custom Ray resources a backend's tasks request, e.g. tensorrt=jetson_orin:1 (repeatable)")
     return p
 
 
 def _main(argv: list[str] | None) -> int:
-    from volo_deploy.harness.bench import BenchConfig, parse_list, run_bench
+    from volo_deploy.harness.bench import BenchConfig, parse_list, parse_ray_resources, run_bench
     from volo_deploy.harness.report import markdown_table, write_outputs
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -68,8 +83,17 @@ def _main(argv: list[str] | None) -> int:
         calib_data=args.calib_data,
         progress=not args.quiet,
         command=["volo-bench", *argv],
+        out=args.out,
+        resume=args.resume,
+        shard_size=args.shard_size,
+        decode_workers=args.decode_workers,
+        decode_mode=args.decode_mode,
+        ray=args.ray,
+        ray_resources=parse_ray_resources(args.ray_resources),
     )
-    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    from tqdm.auto import tqdm
+
+    log = (lambda s: None) if args.quiet else (lambda s: tqdm.write(s, file=sys.stderr))  # keeps the bar intact
     report = run_bench(cfg, log=log)
     paths = write_outputs(report, args.out)
     print(markdown_table(report))

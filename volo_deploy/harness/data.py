@@ -9,6 +9,8 @@ With no ``--data`` the demo digits ``val`` split is written to the cache and use
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,17 +39,26 @@ class EvalSet:
         return items_fingerprint(self.items)
 
     def describe(self) -> dict[str, object]:
-        return {
-            "source": self.source,
-            "layout": self.layout,
-            "n_images": len(self.items),
-            "total_available": self.total_available,
-            "labeled": self.labels is not None,
-            "num_classes": self.num_classes,
-            "fingerprint": self.fingerprint,
-            "skipped_images": self.skipped,
-            "notes": self.notes,
-        }
+        return describe_data(self.source, self.layout, self.items, self.skipped, self.total_available,
+                             self.labels is not None, self.num_classes, self.notes)
+
+
+def describe_data(
+    source: str, layout: str, used: list[tuple[str, int]], skipped: list[str], total_available: int,
+    labeled: bool, num_classes: int | None, notes: list[str],
+) -> dict[str, object]:
+    """The report's ``data`` section (schema in :mod:`volo_deploy.harness.report`)."""
+    return {
+        "source": source,
+        "layout": layout,
+        "n_images": len(used),
+        "total_available": total_available,
+        "labeled": labeled,
+        "num_classes": num_classes,
+        "fingerprint": items_fingerprint(used),
+        "skipped_images": skipped,
+        "notes": notes,
+    }
 
 
 def items_fingerprint(items: list[tuple[str, int]]) -> str:
@@ -121,15 +132,39 @@ def _load(cfg, root: Path, items: list[tuple[str, int]], progress: bool) -> tupl
     return np.stack(xs), used, skipped
 
 
-def load_eval_set(
-    cfg, source: str | Path | None = None, limit: int | None = None, progress: bool = True, root: str | Path | None = None
-) -> EvalSet:
-    """Labeled images for ``cfg`` (VoloConfig) from ``source`` (folder, list file or subset
-    manifest, whose paths are relative to ``root`` when given; the demo digits val split when
-    None), ``limit`` evenly spaced ones when given.
+@dataclass
+class EvalItems:
+    """The selected images of a run, not yet decoded: what streaming evaluation walks through."""
 
-    Unreadable images are skipped and listed; they never enter the fingerprint.
-    """
+    root: Path
+    items: list[tuple[str, int]]  # (path relative to root, label), before unreadable ones are known
+    source: str
+    layout: str
+    num_classes: int | None
+    total_available: int
+    notes: list[str] = field(default_factory=list)
+
+    def content_key(self) -> str:
+        """``sha256:<hex>`` of (path, label, size, mtime) of every selected file: a replaced image changes it."""
+        h = hashlib.sha256()
+        for rel, label in self.items:
+            try:
+                st = (self.root / rel).stat()
+                h.update(f"{rel}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+            except OSError:
+                h.update(f"{rel}\t{label}\tmissing\n".encode())
+        return f"sha256:{h.hexdigest()}"
+
+    def describe(self, used: list[tuple[str, int]], skipped: list[str]) -> dict[str, object]:
+        """The report's ``data`` section once the ``used`` images (readable ones) are known."""
+        return describe_data(self.source, self.layout, used, skipped, self.total_available, True, self.num_classes,
+                             self.notes)
+
+
+def open_eval_items(
+    cfg, source: str | Path | None = None, limit: int | None = None, root: str | Path | None = None
+) -> EvalItems:
+    """The images :func:`load_eval_set` would use, listed but not decoded (see it for the arguments)."""
     src = Path(source) if source is not None else demo_data_dir()
     if not src.exists():
         raise DataError(f"data {src}: not found")
@@ -137,16 +172,98 @@ def load_eval_set(
     items = [(Path(p).as_posix(), int(lab)) for p, lab in ds.items]
     if not items:
         raise DataError(f"data {src}: no images found")
-    picked = [items[i] for i in subset_indices(len(items), limit)]
-    x, used, skipped = _load(cfg, Path(ds.root), picked, progress)
+    return EvalItems(
+        root=Path(ds.root),
+        items=[items[i] for i in subset_indices(len(items), limit)],
+        source=str(src) if source is not None else f"demo digits val ({src})",
+        layout=str(ds.layout),
+        num_classes=len(ds.classes) or None,
+        total_available=len(items),
+        notes=list(getattr(ds, "notes", []) or []),
+    )
+
+
+def load_eval_set(
+    cfg, source: str | Path | None = None, limit: int | None = None, progress: bool = True, root: str | Path | None = None
+) -> EvalSet:
+    """Labeled images for ``cfg`` (VoloConfig) from ``source`` (folder, list file or subset
+    manifest, whose paths are relative to ``root`` when given; the demo digits val split when
+    None), ``limit`` evenly spaced ones when given, all in memory (for large sets,
+    :func:`open_eval_items` + :func:`decode_batches` stream them).
+
+    Unreadable images are skipped and listed; they never enter the fingerprint.
+    """
+    sel = open_eval_items(cfg, source, limit, root)
+    x, used, skipped = _load(cfg, sel.root, sel.items, progress)
     return EvalSet(
         x=np.ascontiguousarray(x, dtype=np.float32),
         labels=np.asarray([lab for _, lab in used], dtype=np.int64),
-        source=str(src) if source is not None else f"demo digits val ({src})",
-        layout=str(ds.layout),
+        source=sel.source,
+        layout=sel.layout,
         items=used,
-        num_classes=len(ds.classes) or None,
-        total_available=len(items),
+        num_classes=sel.num_classes,
+        total_available=sel.total_available,
         skipped=skipped,
-        notes=list(getattr(ds, "notes", []) or []),
+        notes=sel.notes,
     )
+
+
+@dataclass
+class DecodedBatch:
+    """One batch of preprocessed images, the items it holds and those that could not be read."""
+
+    x: np.ndarray  # float32 (B, 3, S, S); B may be 0 when every image of the batch was unreadable
+    labels: np.ndarray  # int64 (B,)
+    used: list[tuple[str, int]]
+    skipped: list[str]  # 'path: reason'
+
+
+def _decode_one(path: str, tf) -> tuple[np.ndarray | None, str]:
+    """(image, '') or (None, why) -- the same errors and wording as :class:`volo_deploy.data.dataset.ImageBatches`."""
+    from PIL import Image
+
+    from volo_deploy.data.dataset import _IMAGE_ERRORS
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return tf(img), ""
+    except _IMAGE_ERRORS as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _assemble(chunk: list[tuple[str, int]], results: list[tuple[np.ndarray | None, str]], tf) -> DecodedBatch:
+    used = [it for it, (arr, _) in zip(chunk, results) if arr is not None]
+    skipped = [f"{rel}: {why}" for (rel, _), (arr, why) in zip(chunk, results) if arr is None]
+    arrs = [arr for arr, _ in results if arr is not None]
+    x = np.stack(arrs) if arrs else np.empty((0, 3, tf.img_size, tf.img_size), np.float32)
+    return DecodedBatch(x, np.asarray([lab for _, lab in used], dtype=np.int64), used, skipped)
+
+
+def decode_batches(
+    root: Path, items: list[tuple[str, int]], tf, batch: int, workers: int = 2, mode: str = "thread", prefetch: int = 2
+) -> Iterator[DecodedBatch]:
+    """Decode ``items`` (relative to ``root``) with ``tf`` (EvalTransform), ``batch`` at a time, in order.
+
+    A pool of ``workers`` threads (or processes, ``mode="process"``) decodes up to ``prefetch``
+    batches ahead of the consumer, so at most ``prefetch + 1`` batches are in memory whatever
+    the number of images; ``workers=0`` decodes in the calling thread.
+    """
+    chunks = (items[i : i + batch] for i in range(0, len(items), batch))
+    if workers <= 0:
+        for chunk in chunks:
+            yield _assemble(chunk, [_decode_one(str(root / rel), tf) for rel, _ in chunk], tf)
+        return
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    pool_cls = ProcessPoolExecutor if mode == "process" else ThreadPoolExecutor
+    with pool_cls(max_workers=workers) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append((chunk, [pool.submit(_decode_one, str(root / rel), tf) for rel, _ in chunk]))
+            if len(pending) > prefetch:
+                done, futs = pending.popleft()
+                yield _assemble(done, [f.result() for f in futs], tf)
+        while pending:
+            done, futs = pending.popleft()
+            yield _assemble(done, [f.result() for f in futs], tf)

@@ -34,6 +34,13 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
     min_ms, max_ms, cv, throughput_ips, noisy, warning}}``.
   - ``memory``: ``peak_rss_mb`` (process RSS peak during the case), ``rss_increase_mb``.
   - ``load_options``, ``warnings`` (e.g. noisy latency), ``log`` (export messages).
+  - ``node``: the machine that exported and timed this case (with ``--ray``, the worker's):
+    ``hostname``, ``machine`` (:func:`volo_deploy.machine.describe_machine`),
+    ``hardware_fingerprint``. A row's latency comes from that one machine, never merged.
+- ``execution``: how the images were run: ``mode`` (``local`` | ``ray``; with Ray also
+  ``ray_address``, ``ray_nodes``, ``ray_resources``, ``max_retries``), ``shard_size``,
+  ``shards``, ``decode_workers``, ``decode_mode``, ``resumed`` (continued an interrupted run),
+  ``reference_cache`` (``dir``, ``reference_cached`` / ``reference_computed`` shard counts).
 - ``summary``: the rows of ``report.md`` as numbers (see :func:`result_rows_summary`).
 """
 
