@@ -27,10 +27,14 @@ def _case(backend: str, precision: str, top1: float, agree: float, p50: dict[str
     }
 
 
+MACHINE = {"cpu": {"model": "AMD EPYC 9R14", "features": ["avx2", "avx512f"]}, "cpu_count": 2, "gpus": []}
+
+
 def make_report() -> dict:
     return {
         "schema": SCHEMA,
-        "fingerprints": {"model": "sha256:" + "a" * 64, "data": "sha256:" + "b" * 64},
+        "fingerprints": {"model": "sha256:" + "a" * 64, "data": "sha256:" + "b" * 64, "hardware": "hw:" + "1" * 16},
+        "machine": MACHINE,
         "settings": {"batch_sizes": [1, 8]},
         "results": [
             _case("torch", "fp32", 97.5, 100.0, {"1": 10.0, "8": 40.0}),

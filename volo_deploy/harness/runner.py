@@ -212,7 +212,8 @@ def _measure(runner, ctx: CaseContext, res: CaseResult, label: str) -> None:
         for _ in tqdm(range(ctx.iters), desc=f"latency {label} bs={bs}", unit="it", disable=not ctx.progress, leave=False):
             runner.run(xb)
         st = latency_stats(list(runner.times), bs, ctx.warmup, ctx.noisy_cv)
-        res.latency[str(bs)] = st.as_dict()
+        # raw per-call ms, in call order: volo-gate decides on distributions, not on one median
+        res.latency[str(bs)] = {**st.as_dict(), "samples_ms": [round(t * 1e3, 4) for t in runner.times]}
         if st.warning:
             res.warnings.append(f"batch {bs}: {st.warning}")
 
