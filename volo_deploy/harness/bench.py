@@ -35,6 +35,8 @@ class BenchConfig:
     threads: int | None = None
     artifacts: Path | None = None  # None: a temp folder removed afterwards
     calib_data: Path | None = None
+    data_layout: str | None = None  # layout of data / calib_data (None: detected)
+    calib_layout: str | None = None
     progress: bool = True
     noisy_cv: float = 0.15
     command: list[str] = field(default_factory=list)
@@ -90,7 +92,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     model, info = load_model(cfg.checkpoint, cfg.model)
     ckpt_sha = artifacts.sha256_file(info.path)
     log(f"model: {info.describe()}")
-    evalset = load_eval_set(model.cfg, cfg.data, cfg.limit, cfg.progress, cfg.data_root)
+    evalset = load_eval_set(model.cfg, cfg.data, cfg.limit, cfg.progress, cfg.data_root, cfg.data_layout)
     log(f"data: {evalset.source}: {len(evalset.items)} of {evalset.total_available} images ({evalset.layout})")
     for s in evalset.skipped:
         log(f"warning: skipped {s}")
@@ -120,6 +122,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         artifacts_root=Path(root),
         val_data=val_data,
         calib_data=calib,
+        calib_layout=cfg.calib_layout,
         progress=cfg.progress,
         log=log,
         noisy_cv=cfg.noisy_cv,
@@ -162,6 +165,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             "noisy_cv": cfg.noisy_cv,
             "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
             "calib_data": str(calib) if calib else None,
+            "calib_layout": cfg.calib_layout,
         },
         "threads": threads,
         "machine": machine,

@@ -12,7 +12,8 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
 - ``data``: ``source``, ``layout``, ``n_images``, ``total_available``, ``labeled``,
   ``num_classes``, ``fingerprint``, ``skipped_images`` (unreadable, not used), ``notes``.
 - ``settings``: ``backends``, ``precisions`` (null: each backend's own), ``batch_sizes``,
-  ``warmup``, ``iters``, ``limit``, ``noisy_cv``, ``artifacts``, ``calib_data``.
+  ``warmup``, ``iters``, ``limit``, ``noisy_cv``, ``artifacts``, ``calib_data``,
+  ``calib_layout`` (``--calib-layout``; null: detected; the layout of ``--data`` is ``data.layout``).
 - ``threads``: ``requested``, ``torch_intra_op``, ``torch_inter_op``, ``env``, ``cpu_count``.
 - ``fingerprints.hardware``: :func:`volo_deploy.machine.hardware_fingerprint` of the machine and
   the torch thread count; ``volo-gate`` compares latency only between equal ones (a report
