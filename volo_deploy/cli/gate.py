@@ -104,7 +104,9 @@ def _remeasurer(report: dict, wanted: bool):
 
 
 def _props(report: dict) -> dict[str, str]:
-    return {"model_fingerprint": report["fingerprints"]["model"], "data_fingerprint": report["fingerprints"]["data"]}
+    fp = report["fingerprints"]
+    props = {"model_fingerprint": fp["model"], "data_fingerprint": fp["data"]}
+    return props | ({"hardware_fingerprint": fp["hardware"]} if fp.get("hardware") else {})
 
 
 def _update_baseline(args: argparse.Namespace, report: dict, limits) -> int:

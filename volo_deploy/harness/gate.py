@@ -23,7 +23,7 @@ is compared only between equal hardware fingerprints (:func:`hardware_note`); ac
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def compare(
     """
     hw = hardware_note(report, baseline)
     if hw is not None:
-        limits = GateLimits(limits.max_top1_drop_pp, limits.max_agreement_drop_pp, None)
+        limits = replace(limits, max_latency_regression=None)
     cur = {_key(r): r for r in report["results"]}
     checks: list[Check] = []
     for b in baseline["results"]:
