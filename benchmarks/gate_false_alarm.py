@@ -105,8 +105,9 @@ def quietest(reports: list[dict], exclude: int) -> dict:
     base = copy.deepcopy(others[0])
     for res in base["results"]:
         for bs, lat in (res.get("latency") or {}).items():
+            key = (res["backend"], res["precision"])
             entries = [x["latency"][bs] for r in others for x in r["results"]
-                       if (x["backend"], x["precision"]) == (res["backend"], res["precision"]) and bs in (x.get("latency") or {})]
+                       if (x["backend"], x["precision"]) == key and bs in (x.get("latency") or {})]
             lat.update(min(entries, key=lambda e: e["p50_ms"]))
     return base
 
@@ -201,7 +202,8 @@ def main() -> int:
         "baseline = the quietest other run, per cell": [(quietest(reports, j), j) for j in range(args.runs)],
     }
     tables = {name: rate_rules(reports, todo, limits, cached) for name, todo in scenarios.items()}
-    print(f"\n{args.runs} runs, limit {args.limit}, confidence {args.confidence}; total {time.perf_counter() - t0:.0f} s"
+    print(f"\n{args.runs} runs, limit {args.limit}, confidence {args.confidence}; "
+          f"total {time.perf_counter() - t0:.0f} s"
           + (f" (re-measuring {sum(c.seconds for c in cached):.0f} s)" if cached else ""))
     for name, rows in tables.items():
         print(f"\n{name}\n{'rule':<12} {'unchanged: gates failing':>26} {'cells failing':>15}   "

@@ -215,7 +215,9 @@ def _read_ambiguous(path: Path, hits: list[str], opts: dict) -> LabeledImages:
         except DataError as exc:
             got[name] = exc
     first = got[hits[0]]
-    diffs = {n: label_difference(first, d) for n, d in got.items() if n != hits[0]} if isinstance(first, LabeledImages) else {}
+    diffs = {}
+    if isinstance(first, LabeledImages):
+        diffs = {n: label_difference(first, d) for n, d in got.items() if n != hits[0]}
     if diffs and all(isinstance(d, LabeledImages) for d in got.values()) and not any(diffs.values()):
         msg = f"data {path}: matches layouts {', '.join(hits)}, which give the same labels; used {hits[0]}"
         first.notes.append(msg)

@@ -209,7 +209,8 @@ def judge_latency(bl: dict[str, Any], cl: dict[str, Any], limits: GateLimits) ->
     if bs and cs:
         est = latency_ratio(bs, cs, limits.confidence)
     else:
-        est = RatioEstimate(now / base if base > 0 else 1.0, None, None, limits.confidence, len(bs or []), len(cs or []))
+        ratio = now / base if base > 0 else 1.0
+        est = RatioEstimate(ratio, None, None, limits.confidence, len(bs or []), len(cs or []))
     top = 1.0 + (limits.max_latency_regression or 0.0) + EPS
     if est.ratio <= top or now - base <= limits.latency_floor_ms:
         return LatencyVerdict("pass", base, now, est)

@@ -1,9 +1,10 @@
 """Re-time one backend x precision x batch cell of a bench report, for ``volo-gate --remeasure``.
 
 Same artifact (checked by hash against its manifest, as ``volo-bench --artifacts`` reuses it),
-same thread setting and number of timed calls as the report (at least :data:`MIN_WARMUP` warm-up calls); only on the hardware the report
-was measured on. Inputs are random images of the report's size: latency does not depend on
-pixel values for this model.
+same thread setting and number of timed calls as the report (at least :data:`MIN_WARMUP` warm-up
+calls); only on the hardware the report was measured on. Inputs are random images of the
+report's size: latency does not depend on pixel values (checked on the demo: onnxruntime and
+OpenVINO int8, real digits vs random, medians within 3%).
 """
 
 from __future__ import annotations
