@@ -131,6 +131,19 @@ def test_remeasure_retimes_the_reports_own_artifact(demo_run, tmp_path):
     report = json.loads((demo_run / "report.json").read_text())
     samples = remeasurer(report)("onnxruntime", "fp32", 4)
     assert len(samples) == report["settings"]["iters"] and all(t > 0 for t in samples)
+    # through the CLI: a baseline 10x faster than anything this machine does fails after 2 re-measurements
+    base = json.loads((demo_run / "report.json").read_text())
+    lat = base["results"][1]["latency"]["1"]
+    lat["samples_ms"] = [t * 0.1 for t in lat["samples_ms"]]
+    lat["p50_ms"] *= 0.1
+    (tmp_path / "fast.json").write_text(json.dumps(base))
+    junit = tmp_path / "gate.xml"
+    rc = gate_main(["--report", str(demo_run / "report.json"), "--baseline", str(tmp_path / "fast.json"),
+                    "--remeasure", "2", "--junit", str(junit)])
+    assert rc == 1
+    failure = next(c for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None)
+    assert (failure.get("classname"), failure.get("name")) == ("volo_gate.onnxruntime.fp32", "latency_bs1")
+    assert "re-measured 2x" in failure.find("failure").text
     report["results"][1]["artifact"]["dir"] = str(tmp_path / "gone")
     with pytest.raises(RemeasureError, match="no manifest"):
         remeasurer(report)("onnxruntime", "fp32", 4)
