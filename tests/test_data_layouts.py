@@ -127,10 +127,10 @@ def test_val_gt_text_mapping(tmp_path, digits):
         open_dataset(val, mapping=bad)
 
 
-def test_val_gt_meta_mat(tmp_path, digits):
+def _write_meta(tmp_path: Path) -> None:
+    """The devkit's meta.mat (DEVKIT order, plus a non-leaf synset) where the GT reader finds it."""
     from scipy.io import savemat
 
-    val, digit_of = _write_gt(tmp_path, digits)
     entries = [(i + 1, s, 0) for i, s in enumerate(DEVKIT)] + [(11, "n09999999", 3)]  # + a non-leaf
     arr = np.zeros((len(entries), 1), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("num_children", "O")])
     for k, (i, w, c) in enumerate(entries):
@@ -138,6 +138,11 @@ def test_val_gt_meta_mat(tmp_path, digits):
     devkit = tmp_path / "ILSVRC2012_devkit_t12" / "data"
     devkit.mkdir(parents=True)
     savemat(devkit / "meta.mat", {"synsets": arr})
+
+
+def test_val_gt_meta_mat(tmp_path, digits):
+    val, digit_of = _write_gt(tmp_path, digits)
+    _write_meta(tmp_path)
     data = open_dataset(val)  # GT and meta.mat found next to / under the parent
     assert data.classes == SORTED
     assert [data.classes[lab] for _, lab in data.items] == [SYNSETS[d] for d in digit_of]
@@ -243,3 +248,83 @@ def test_fingerprint_paths_and_sizes(tmp_path, digits):
     with open(tmp_path / digits[0][0].name, "ab") as f:
         f.write(b"\0")
     assert root_fingerprint(tmp_path) != fp
+
+
+# ---------------------------------------------------------------- two layouts match one folder
+
+
+def _both(tmp_path: Path, digits, kaggle_order: list[str]) -> tuple[Path, list[int]]:
+    """A flat val folder with devkit GT + meta.mat AND Kaggle LOC files (kaggle_order: its class order)."""
+    val, digit_of = _write_kaggle(tmp_path, digits, kaggle_order)
+    devkit_id = {s: i + 1 for i, s in enumerate(DEVKIT)}
+    (tmp_path / GT_NAME).write_text("".join(f"{devkit_id[SYNSETS[d]]}\n" for d in digit_of))
+    _write_meta(tmp_path)
+    return val, digit_of
+
+
+def test_two_matching_layouts_that_agree_are_used_and_named(tmp_path, digits):
+    val, digit_of = _both(tmp_path, digits, SORTED)
+    with pytest.warns(UserWarning, match="matches layouts imagenet-val-gt, kaggle-loc-val, which give the same labels"):
+        data = open_dataset(val, expect_classes=10)
+    assert data.layout == "imagenet-val-gt"
+    assert [data.classes[lab] for _, lab in data.items] == [SYNSETS[d] for d in digit_of]
+    assert any("used imagenet-val-gt" in n for n in data.notes)
+
+
+def test_two_matching_layouts_that_disagree_stop_and_show_both(tmp_path, digits):
+    val, digit_of = _both(tmp_path, digits, SYNSETS)  # Kaggle class order = unsorted: other label indices
+    with pytest.raises(DataError) as err:
+        with pytest.warns(UserWarning):
+            open_dataset(val)
+    msg = str(err.value)
+    assert "ambiguous layout" in msg and "disagree" in msg and "labels differ" in msg
+    assert "imagenet-val-gt: 40 images, 10 classes" in msg and "kaggle-loc-val: 40 images, 10 classes" in msg
+    assert "--layout imagenet-val-gt or --layout kaggle-loc-val" in msg
+    with pytest.warns(UserWarning, match="not in sorted synset order"):
+        picked = open_dataset(val, layout="kaggle-loc-val")
+    assert picked.labels.tolist() == digit_of
+
+
+def test_layout_flag_on_the_clis(tmp_path, digits, capsys, monkeypatch):
+    from volo_deploy.cli import bench, export
+
+    val, _ = _both(tmp_path, digits, SYNSETS)
+    monkeypatch.setenv("VOLO_DEPLOY_CACHE", str(tmp_path / "cache"))
+    common = ["--data", str(val), "--backends", "torch", "--batch-sizes", "1", "--warmup", "0", "--iters", "1",
+              "--limit", "8", "--quiet", "--out", str(tmp_path / "out")]
+    from volo_deploy.errors import BadInputError
+    from volo_deploy.harness.data import load_eval_set
+    from volo_deploy.models.configs import get_config
+
+    seen = {}
+
+    def run_bench(cfg, log=print):  # stand-in: the real data loading, then stop before any export
+        seen.update(data_layout=cfg.data_layout, calib_layout=cfg.calib_layout)
+        evalset = load_eval_set(get_config("volo_demo_64"), cfg.data, cfg.limit, False, None, cfg.data_layout)
+        seen["layout"], seen["n"] = evalset.layout, len(evalset.items)
+        raise BadInputError("stand-in bench")
+
+    monkeypatch.setattr("volo_deploy.harness.bench.run_bench", run_bench)
+    assert bench.main(common) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data ") and "--layout imagenet-val-gt or" in err[0]
+    assert bench.main([*common, "--layout", "imagenet-val-gt", "--calib-data", str(val), "--calib-layout", "list"]) == 2
+    assert seen == {"data_layout": "imagenet-val-gt", "calib_layout": "list", "layout": "imagenet-val-gt", "n": 8}
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args(["--layout", "nope"])
+    for main, flag in ((bench.main, "--layout"), (bench.main, "--calib-layout"), (export.main, "--calib-layout")):
+        assert main([flag, "list"]) == 2
+        assert "which is not given" in capsys.readouterr().err
+
+
+def test_calibration_set_reads_the_given_layout(tmp_path, digits):
+    from volo_deploy.models.configs import get_config
+    from volo_deploy.quant.data import calibration_set
+
+    val, digit_of = _both(tmp_path, digits, SYNSETS)
+    cfg = get_config("volo_demo_64")
+    with pytest.raises(DataError, match="ambiguous layout"), pytest.warns(UserWarning):
+        calibration_set(cfg, val, size=20)
+    with pytest.warns(UserWarning, match="not in sorted synset order"):
+        calib = calibration_set(cfg, val, size=20, layout="kaggle-loc-val")
+    assert len(calib.x) == 20 and calib.x.shape[1:] == (3, 64, 64)

@@ -113,12 +113,40 @@ def test_gate_on_the_demo_report(demo_run, tmp_path):
     assert gate_main(["--report", str(report), "--baseline", str(baseline), "--junit", str(junit)]) == 0
     assert ET.parse(junit).getroot().find("testsuite").get("failures") == "0"
     worse = json.loads(report.read_text())
-    worse["results"][1]["latency"]["1"]["p50_ms"] *= 1.5
+    lat = worse["results"][1]["latency"]["1"]
+    assert len(lat["samples_ms"]) == 5 and min(lat["samples_ms"]) == pytest.approx(lat["min_ms"], abs=1e-3)
+    lat["p50_ms"] *= 1.5
+    lat["samples_ms"] = [t * 1.5 for t in lat["samples_ms"]]
     worse["results"][1]["agreement"]["top1_agreement_pct"] -= 2.5
     (tmp_path / "worse.json").write_text(json.dumps(worse))
     assert gate_main(["--report", str(tmp_path / "worse.json"), "--baseline", str(baseline), "--junit", str(junit)]) == 1
     failed = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None]
     assert sorted(failed) == ["agreement", "latency_bs1"]
+
+
+def test_remeasure_retimes_the_reports_own_artifact(demo_run, tmp_path):
+    from volo_deploy.harness.gate import RemeasureError
+    from volo_deploy.harness.remeasure import remeasurer
+
+    report = json.loads((demo_run / "report.json").read_text())
+    samples = remeasurer(report)("onnxruntime", "fp32", 4)
+    assert len(samples) == report["settings"]["iters"] and all(t > 0 for t in samples)
+    # through the CLI: a baseline 10x faster than anything this machine does fails after 2 re-measurements
+    base = json.loads((demo_run / "report.json").read_text())
+    lat = base["results"][1]["latency"]["1"]
+    lat["samples_ms"] = [t * 0.1 for t in lat["samples_ms"]]
+    lat["p50_ms"] *= 0.1
+    (tmp_path / "fast.json").write_text(json.dumps(base))
+    junit = tmp_path / "gate.xml"
+    rc = gate_main(["--report", str(demo_run / "report.json"), "--baseline", str(tmp_path / "fast.json"),
+                    "--remeasure", "2", "--junit", str(junit)])
+    assert rc == 1
+    failure = next(c for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None)
+    assert (failure.get("classname"), failure.get("name")) == ("volo_gate.onnxruntime.fp32", "latency_bs1")
+    assert "re-measured 2x" in failure.find("failure").text
+    report["results"][1]["artifact"]["dir"] = str(tmp_path / "gone")
+    with pytest.raises(RemeasureError, match="no manifest"):
+        remeasurer(report)("onnxruntime", "fp32", 4)
 
 
 @pytest.fixture

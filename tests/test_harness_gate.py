@@ -7,6 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from volo_deploy.cli.gate import main as gate_main
@@ -27,10 +28,14 @@ def _case(backend: str, precision: str, top1: float, agree: float, p50: dict[str
     }
 
 
+MACHINE = {"cpu": {"model": "AMD EPYC 9R14", "features": ["avx2", "avx512f"]}, "cpu_count": 2, "gpus": []}
+
+
 def make_report() -> dict:
     return {
         "schema": SCHEMA,
-        "fingerprints": {"model": "sha256:" + "a" * 64, "data": "sha256:" + "b" * 64},
+        "fingerprints": {"model": "sha256:" + "a" * 64, "data": "sha256:" + "b" * 64, "hardware": "hw:" + "1" * 16},
+        "machine": MACHINE,
         "settings": {"batch_sizes": [1, 8]},
         "results": [
             _case("torch", "fp32", 97.5, 100.0, {"1": 10.0, "8": 40.0}),
@@ -171,3 +176,169 @@ def test_latency_floor_ignores_tiny_absolute_rises():
     fails = [c for c in compare(cur, base, GateLimits(max_latency_regression=0.05, latency_floor_ms=0.5)) if c.passed is False]
     assert {(c.backend, c.metric) for c in fails} == {("torch", "latency_bs1")}
     assert not [c for c in compare(cur, base, GateLimits(max_latency_regression=None)) if c.passed is False]
+
+
+# ---------------------------------------------------------------- hardware
+
+
+def _latency_worse(report: dict, factor: float = 2.0) -> dict:
+    worse = copy.deepcopy(report)
+    for r in worse["results"]:
+        for lat in (r.get("latency") or {}).values():
+            lat["p50_ms"] *= factor
+            if "samples_ms" in lat:
+                lat["samples_ms"] = [t * factor for t in lat["samples_ms"]]
+    return worse
+
+
+def test_other_hardware_skips_latency_and_says_which_machines(files, tmp_path, capsys):
+    baseline, base = files
+    other = _latency_worse(base)
+    other["fingerprints"]["hardware"] = "hw:" + "2" * 16
+    other["machine"] = {"cpu": {"model": "Intel Xeon 8375C", "features": ["avx2"]}, "cpu_count": 4, "gpus": []}
+    report = _write(tmp_path / "r.json", other)
+    assert gate_main(["--report", str(report), "--baseline", str(baseline)]) == 0
+    out = capsys.readouterr().out
+    assert "different hardware" in out and "Intel Xeon 8375C, 4 CPUs [avx2]" in out and "AMD EPYC 9R14, 2 CPUs" in out
+    lat = [line for line in out.splitlines() if "latency_bs" in line]
+    assert len(lat) == 4 and all("SKIP" in line and "different hardware" in line for line in lat)
+    assert gate_main(["--report", str(report), "--baseline", str(baseline), "--require-same-hardware"]) == 2
+    assert "different hardware" in capsys.readouterr().err
+    other["results"][0]["accuracy"]["top1_pct"] = 90.0  # accuracy is still gated
+    _write(report, other)
+    assert gate_main(["--report", str(report), "--baseline", str(baseline)]) == 1
+
+
+def test_baseline_without_hardware_fingerprint_is_other_hardware(files, tmp_path, capsys):
+    baseline, base = files
+    old = copy.deepcopy(base)
+    del old["fingerprints"]["hardware"], old["machine"]
+    _write(baseline, old)
+    report = _write(tmp_path / "r.json", _latency_worse(base))
+    assert gate_main(["--report", str(report), "--baseline", str(baseline)]) == 0
+    out = capsys.readouterr().out
+    assert "baseline has no hardware fingerprint" in out and "machine not recorded" in out
+    assert gate_main(["--report", str(report), "--baseline", str(baseline), "--require-same-hardware"]) == 2
+    checks = compare(json.loads(report.read_text()), old)
+    assert {c.result for c in checks if c.metric.startswith("latency")} == {"SKIP"}
+
+
+def test_same_hardware_compares_latency(files):
+    _, base = files
+    fails = [c for c in compare(_latency_worse(base), base) if c.passed is False]
+    assert {c.metric for c in fails} == {"latency_bs1", "latency_bs8"}
+
+
+# ---------------------------------------------------------------- samples
+
+
+def _with_samples(report: dict, seed: int = 0, cv: float = 0.05, n: int = 40) -> dict:
+    """Per-call samples around each p50 (gamma, the given CV), as volo-bench records them."""
+    out = copy.deepcopy(report)
+    rng = np.random.default_rng(seed)
+    for r in out["results"]:
+        for lat in (r.get("latency") or {}).values():
+            k = 1.0 / cv**2
+            s = rng.gamma(k, lat["p50_ms"] / k, size=n)
+            lat["samples_ms"] = s.tolist()
+            lat["p50_ms"] = float(np.median(s))
+            lat["cv"], lat["noisy"] = float(s.std() / s.mean()), cv > 0.15
+    return out
+
+
+def test_unchanged_samples_pass_and_a_30pct_slowdown_fails_with_its_interval():
+    base = _with_samples(make_report(), seed=0)
+    assert not [c for c in compare(_with_samples(make_report(), seed=1), base) if c.passed is False]
+    checks = compare(_latency_worse(_with_samples(make_report(), seed=1), 1.3), base)
+    fails = [c for c in checks if c.passed is False]
+    assert len(fails) == 4 and all(c.metric.startswith("latency") for c in fails)
+    assert all("[+" in c.change and "95% confidence" in c.message for c in fails)
+
+
+def test_noisy_rise_beyond_the_limit_is_inconclusive_and_says_so(files, tmp_path, capsys):
+    baseline, _ = files
+    base = _with_samples(make_report(), seed=0, cv=0.6, n=20)
+    cur = _latency_worse(_with_samples(make_report(), seed=1, cv=0.6, n=20), 1.0)
+    # choose the current medians 15% above the baseline's: beyond 10%, but not surely with CV 60%
+    for rb, rc in zip(base["results"][:2], cur["results"][:2]):
+        for bs in ("1", "8"):
+            s = np.asarray(rc["latency"][bs]["samples_ms"])
+            s *= 1.15 * rb["latency"][bs]["p50_ms"] / np.median(s)
+            rc["latency"][bs]["samples_ms"], rc["latency"][bs]["p50_ms"] = s.tolist(), float(np.median(s))
+    checks = [c for c in compare(cur, base) if c.metric.startswith("latency")]
+    assert {c.result for c in checks} == {"WARN"} and all(c.passed for c in checks)
+    assert all("inconclusive, not counted as a failure" in c.message and "noisy" in c.message for c in checks)
+    _write(baseline, base)
+    assert gate_main(["--report", str(_write(tmp_path / "r.json", cur)), "--baseline", str(baseline)]) == 0
+    assert "4 inconclusive latency check(s)" in capsys.readouterr().out
+
+
+def test_old_reports_without_samples_fall_back_to_p50():
+    base = make_report()  # no samples_ms: an older bench_report/1
+    cur = _latency_worse(_with_samples(make_report(), seed=1), 1.2)
+    fails = [c for c in compare(cur, base) if c.passed is False]
+    assert len(fails) == 4 and all("no per-call samples in the baseline" in c.message for c in fails)
+    assert all("[" not in c.change for c in fails)
+
+
+# ---------------------------------------------------------------- remeasure (stand-in runner)
+
+
+class StandIn:
+    """A remeasure callable: fresh samples at ``factor`` x the baseline's p50, calls counted."""
+
+    def __init__(self, base: dict, factors: list[float]) -> None:
+        self.p50 = {(r["backend"], r["precision"], int(bs)): lat["p50_ms"]
+                    for r in base["results"] for bs, lat in (r.get("latency") or {}).items()}
+        self.factors, self.calls = list(factors), []
+
+    def __call__(self, backend: str, precision: str, batch: int) -> list[float]:
+        self.calls.append((backend, precision, batch))
+        f = self.factors[min(len(self.calls) - 1, len(self.factors) - 1)]
+        rng = np.random.default_rng(len(self.calls))
+        return (rng.gamma(400.0, self.p50[(backend, precision, batch)] / 400.0, size=40) * f).tolist()
+
+
+def test_remeasure_clears_a_disturbed_cell():
+    base = _with_samples(make_report(), seed=0)
+    cur = _with_samples(make_report(), seed=1)
+    lat = cur["results"][0]["latency"]["1"]  # torch bs1: the whole cell ran while the machine was busy
+    lat["samples_ms"] = [t * 1.8 for t in lat["samples_ms"]]
+    assert [c.metric for c in compare(cur, base) if c.passed is False] == ["latency_bs1"]
+    stand_in = StandIn(base, [1.7, 1.0])  # still busy once, then quiet
+    checks = compare(cur, base, remeasure=stand_in)
+    check = next(c for c in checks if c.metric == "latency_bs1" and c.backend == "torch")
+    assert check.result == "PASS" and "re-measured 2x" in check.message
+    assert stand_in.calls == [("torch", "fp32", 1)] * 2
+
+
+def test_remeasure_confirms_a_real_slowdown_after_every_round():
+    base = _with_samples(make_report(), seed=0)
+    cur = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
+    stand_in = StandIn(base, [1.3])
+    checks = [c for c in compare(cur, base, GateLimits(remeasure_rounds=2), remeasure=stand_in) if c.passed is False]
+    assert len(checks) == 4 and all("re-measured 2x" in c.message for c in checks)
+    assert len(stand_in.calls) == 4 * 2
+
+
+def test_remeasure_that_cannot_run_keeps_the_first_verdict():
+    from volo_deploy.harness.gate import RemeasureError
+
+    base = _with_samples(make_report(), seed=0)
+    cur = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
+
+    def gone(backend: str, precision: str, batch: int) -> list[float]:
+        raise RemeasureError("artifact /tmp/x: no manifest")
+
+    fails = [c for c in compare(cur, base, remeasure=gone) if c.passed is False]
+    assert len(fails) == 4 and all("could not re-measure: artifact /tmp/x" in c.message for c in fails)
+
+
+def test_remeasure_refuses_other_hardware():
+    from volo_deploy.harness.gate import RemeasureError
+    from volo_deploy.harness.remeasure import remeasurer
+
+    report = make_report()
+    report["threads"] = {"requested": None}
+    with pytest.raises(RemeasureError, match="not the one the report was measured on"):
+        remeasurer(report)

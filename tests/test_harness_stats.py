@@ -68,3 +68,31 @@ def test_latency_percentiles_and_noise_flag():
     assert steady.cv == 0.0 and not steady.noisy and steady.warning is None
     few = latency_stats([0.01] * 5, batch=1, warmup=0)
     assert few.noisy and "p99" in few.warning
+
+
+def test_latency_ratio_bounds_a_real_slowdown_and_contain_no_change():
+    from volo_deploy.harness.stats import latency_ratio
+
+    base = np.random.default_rng(0).gamma(20.0, 0.5, size=60)  # ~10 ms, CV ~22%
+    same = latency_ratio(base, np.random.default_rng(1).permutation(base))
+    assert same.ratio == pytest.approx(1.0)
+    assert same.low < 1.0 < same.high
+    slow = latency_ratio(base, base * 1.3)
+    assert slow.ratio == pytest.approx(1.3)
+    assert 1.1 < slow.low <= 1.3 <= slow.high
+    assert latency_ratio(base, base * 1.3) == slow  # deterministic (fixed seed)
+    assert (slow.n_baseline, slow.n_current, slow.conf) == (60, 60, 0.95)
+    wider = latency_ratio(base, base * 1.3, conf=0.99)
+    assert wider.low <= slow.low and wider.high >= slow.high
+    with pytest.raises(ValueError):
+        latency_ratio([], base)
+
+
+def test_block_bootstrap_keeps_slow_runs_together():
+    from volo_deploy.harness.stats import block_length, bootstrap_medians
+
+    assert [block_length(n) for n in (1, 8, 30, 100)] == [1, 2, 3, 5]
+    x = np.arange(30, dtype=float)
+    meds = bootstrap_medians(x, 500, np.random.default_rng(0))
+    assert meds.shape == (500,) and meds.min() >= 0 and meds.max() <= 29
+    assert len(np.unique(meds)) > 10

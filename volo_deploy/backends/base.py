@@ -75,6 +75,7 @@ class ExportRequest:
     opset: int = 18
     force: bool = False
     calib_data: Path | None = None
+    calib_layout: str | None = None  # layout of calib_data (volo_deploy.data.layouts name; None: detected)
     checkpoint_sha256: str = ""  # filled by the export pipeline
     options: Any = None  # the backend's own frozen Options dataclass
     quant: Any = None  # volo_deploy.quant.Int8Options for precision "int8" (None: defaults)

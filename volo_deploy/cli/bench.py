@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from volo_deploy.cli.common import non_negative_int, positive_int, run_cli
+from volo_deploy.cli.common import add_layout_argument, check_layout_use, non_negative_int, positive_int, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,12 +22,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None,
                    help="eval images: ImageFolder / ImageNet val folder, or a 'path label' list file "
                         "(default: demo digits val)")
+    add_layout_argument(p, "--layout", "--data")
     p.add_argument("--data-root", type=Path, default=None,
                    help="folder the paths of a --data list file or manifest are relative to (default: its own)")
     p.add_argument("--limit", type=positive_int, default=None, help="use N evenly spaced images (a fixed subset)")
     p.add_argument("--calib-data", type=Path, default=None,
                    help="INT8 calibration images: folder, list file or subset manifest (default: the backend's own; "
                         "the demo model ships a digits-train manifest)")
+    add_layout_argument(p, "--calib-layout", "--calib-data")
     p.add_argument("--backends", default=None, help="comma list, e.g. torch,onnxruntime,openvino,tensorrt "
                    "(default: every registered backend; missing runtimes are reported as unavailable)")
     p.add_argument("--precisions", default=None, help="comma list of fp32,fp16,int8 (default: each backend's own)")
@@ -62,6 +64,8 @@ def _main(argv: list[str] | None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    check_layout_use("--layout", args.layout, "--data", args.data)
+    check_layout_use("--calib-layout", args.calib_layout, "--calib-data", args.calib_data)
     batch_sizes = parse_list(args.batch_sizes, int)
     if any(b <= 0 for b in batch_sizes):
         from volo_deploy.errors import BadInputError
@@ -81,6 +85,8 @@ def _main(argv: list[str] | None) -> int:
         threads=args.threads,
         artifacts=args.artifacts,
         calib_data=args.calib_data,
+        data_layout=args.layout,
+        calib_layout=args.calib_layout,
         progress=not args.quiet,
         command=["volo-bench", *argv],
         out=args.out,

@@ -58,6 +58,24 @@ def at_least(kind: type, low: float, what: str) -> Callable[[str], float]:
     return parse
 
 
+def add_layout_argument(parser, flag: str, data_flag: str) -> None:
+    """``flag`` (e.g. ``--layout``): the dataset layout of ``data_flag``, one of the layout registry's names."""
+    from volo_deploy.data.layouts import LAYOUTS
+
+    parser.add_argument(flag, choices=sorted(LAYOUTS), default=None,
+                        help=f"layout of {data_flag} (default: detected; needed when a folder matches several, "
+                             f"e.g. a flat val folder with both devkit and Kaggle labels): "
+                             + "; ".join(f"{r.name}: {r.help}" for r in LAYOUTS.values()).replace("%", "%%"))
+
+
+def check_layout_use(flag: str, layout: str | None, data_flag: str, data) -> None:
+    """BadInputError when a layout is given without the data it describes."""
+    from volo_deploy.errors import BadInputError
+
+    if layout is not None and data is None:
+        raise BadInputError(f"{flag} {layout} describes {data_flag}, which is not given")
+
+
 positive_int = at_least(int, 1, "a positive integer")
 non_negative_int = at_least(int, 0, "an integer >= 0")
 non_negative_float = at_least(float, 0.0, "a number >= 0")

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from volo_deploy.cli.common import positive_int, run_cli
+from volo_deploy.cli.common import add_layout_argument, check_layout_use, positive_int, run_cli
 
 
 def build_parser(backend_cls=None) -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     prec.add_argument("--fp16", action="store_true", help="FP16 weights/compute where the backend supports it")
     prec.add_argument("--int8", action="store_true", help="INT8 post-training quantization (Q/DQ; --calib-data, default the demo manifest for the demo model)")
     p.add_argument("--calib-data", type=Path, default=None, help="calibration images (folder, list file or manifest)")
+    add_layout_argument(p, "--calib-layout", "--calib-data")
     q = p.add_argument_group("INT8 (--int8)")
     q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax", help="range estimation (default minmax)")
     q.add_argument("--calib-size", type=positive_int, default=None, help="calibration images drawn (stratified) from --calib-data (default 300-1000 by class count)")
@@ -52,6 +53,7 @@ def _main(argv: list[str] | None) -> int:
     backend_cls = get_backend(pre.backend)
     args = build_parser(backend_cls).parse_args(argv)
     precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    check_layout_use("--calib-layout", args.calib_layout, "--calib-data", args.calib_data)
 
     from dataclasses import replace
 
@@ -69,6 +71,7 @@ def _main(argv: list[str] | None) -> int:
         opset=args.opset,
         force=args.force,
         calib_data=args.calib_data,
+        calib_layout=args.calib_layout,
         options=backend_cls.options_from_args(args),
         quant=_int8_options(args) if precision == "int8" else None,
     )

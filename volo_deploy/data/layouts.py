@@ -1,6 +1,9 @@
 """Labeled image sets from the layouts people really have, all read into :class:`LabeledImages`.
 
-Layouts (``open_dataset(path, layout=None)`` picks one when not given):
+Layouts (``open_dataset(path, layout=None)`` detects one when not given; ``--layout`` on the CLIs).
+When several detectors match, every matching reader is run: if they all give the same labels
+the first is used and a note says so; if they disagree (or one cannot read the data) it is one
+:class:`DataError` showing each reading, and the user picks with ``--layout``:
 
 - ``imagefolder``: one folder per class. Class index = sorted folder order (synsets),
   except all-numeric folder names (ImageNet-V2 ``0..999``), which ARE the class index
@@ -160,30 +163,91 @@ def open_dataset(
     if not path.exists():
         raise DataError(f"data {path}: not found")
     if layout is None:
-        layout = detect_layout(path)
+        hits = matching_layouts(path)
+        if len(hits) > 1:
+            data = _read_ambiguous(path, hits, opts)
+            check_classes(data, expect_classes)
+            return data
+        layout = hits[0]
+    data = _read(path, layout, opts, strict=True)
+    check_classes(data, expect_classes)
+    return data
+
+
+def _read(path: Path, layout: str, opts: dict, strict: bool) -> LabeledImages:
+    """``layout``'s reader on ``path``; ``strict``: options it does not take are an error (else dropped)."""
     if layout not in LAYOUTS:
         raise DataError(f"data {path}: unknown layout {layout!r}; known: {', '.join(sorted(LAYOUTS))}")
     reader = LAYOUTS[layout].read
     allowed = [k for k in inspect.signature(reader).parameters if k != "path"]
     unknown = sorted(set(opts) - set(allowed))
-    if unknown:
+    if unknown and strict:
         raise DataError(f"data {path}: layout {layout} takes options {allowed}, not {unknown}")
-    data = reader(path, **opts)
+    data = reader(path, **{k: v for k, v in opts.items() if k in allowed})
     if not data.items:
         raise DataError(f"data {path}: no images found ({layout} layout)")
-    check_classes(data, expect_classes)
     return data
+
+
+def matching_layouts(path: Path) -> list[str]:
+    """Every layout whose detector accepts ``path`` (registry order); DataError when none does."""
+    hits = [r.name for r in LAYOUTS.values() if r.detect(path)]
+    if not hits:
+        known = "; ".join(f"{r.name}: {r.help}" for r in LAYOUTS.values())
+        raise DataError(f"data {path}: layout not recognised. Pass --layout (layout= in Python) one of [{known}]")
+    return hits
 
 
 def detect_layout(path: Path) -> str:
     """The one layout whose detector accepts ``path``; DataError when none or several do."""
-    hits = [r.name for r in LAYOUTS.values() if r.detect(path)]
-    if len(hits) == 1:
-        return hits[0]
-    if not hits:
-        known = "; ".join(f"{r.name}: {r.help}" for r in LAYOUTS.values())
-        raise DataError(f"data {path}: layout not recognised. Pass layout= one of [{known}]")
-    raise DataError(f"data {path}: ambiguous layout (matches {', '.join(hits)}); pass layout= explicitly")
+    hits = matching_layouts(path)
+    if len(hits) > 1:
+        raise DataError(f"data {path}: ambiguous layout (matches {', '.join(hits)}); pass --layout (layout= in Python)")
+    return hits[0]
+
+
+def _read_ambiguous(path: Path, hits: list[str], opts: dict) -> LabeledImages:
+    """Several layouts match: read with each; the first if all agree on every label, else one DataError."""
+    got: dict[str, LabeledImages | DataError] = {}
+    for name in hits:
+        try:
+            got[name] = _read(path, name, opts, strict=False)
+        except DataError as exc:
+            got[name] = exc
+    first = got[hits[0]]
+    diffs = {}
+    if isinstance(first, LabeledImages):
+        diffs = {n: label_difference(first, d) for n, d in got.items() if n != hits[0]}
+    if diffs and all(isinstance(d, LabeledImages) for d in got.values()) and not any(diffs.values()):
+        msg = f"data {path}: matches layouts {', '.join(hits)}, which give the same labels; used {hits[0]}"
+        first.notes.append(msg)
+        warnings.warn(msg, stacklevel=3)
+        return first
+    readings = "; ".join(
+        f"{n}: {len(d)} images, {len(d.classes)} classes" if isinstance(d, LabeledImages) else f"{n}: cannot read ({d})"
+        for n, d in got.items()
+    )
+    why = "; ".join(f"{hits[0]} vs {n}: {d}" for n, d in diffs.items() if d)
+    raise DataError(
+        f"data {path}: ambiguous layout: matches {', '.join(hits)}, which {'disagree' if why else 'do not all read'}"
+        f" [{readings}]{'; ' + why if why else ''}. Pass --layout {' or --layout '.join(hits)} (layout= in Python)"
+    )
+
+
+def label_difference(a: LabeledImages, b: LabeledImages) -> str:
+    """'' when ``a`` and ``b`` hold the same images with the same labels and classes, else the first difference."""
+    la, lb = dict(a.items), dict(b.items)
+    if la.keys() != lb.keys():
+        only = sorted(set(la) ^ set(lb))
+        return f"{len(only)} image(s) in only one of them (e.g. {only[0]})"
+    diff = [p for p in sorted(la) if la[p] != lb[p] or a.classes[la[p]] != b.classes[lb[p]]]
+    if diff:
+        p = diff[0]
+        return (f"{len(diff)} of {len(la)} labels differ (e.g. {p}: {a.classes[la[p]]} = label {la[p]} vs "
+                f"{b.classes[lb[p]]} = label {lb[p]})")
+    if a.classes != b.classes:
+        return f"classes differ ({len(a.classes)} vs {len(b.classes)}, or in another order)"
+    return ""
 
 
 def check_classes(data: LabeledImages, expect_classes: int | None) -> None:

@@ -48,6 +48,8 @@ class BenchConfig:
     threads: int | None = None
     artifacts: Path | None = None  # None: <out>/shards/artifacts, removed once the run completes
     calib_data: Path | None = None
+    data_layout: str | None = None  # layout of data (None: detected)
+    calib_layout: str | None = None  # layout of calib_data (None: detected)
     progress: bool = True
     noisy_cv: float = 0.15
     command: list[str] = field(default_factory=list)
@@ -159,7 +161,7 @@ def _latency_context(run: _Run, info, ckpt_sha: str, artifacts_root: Path) -> An
         ref_logits=_ref_logits(run, 0)[: len(first.x)], ref_top1_pct=None, batch_sizes=tuple(cfg.batch_sizes),
         warmup=cfg.warmup, iters=cfg.iters, threads=cfg.threads, artifacts_root=artifacts_root,
         val_data=cfg.data if cfg.data is not None and Path(cfg.data).is_dir() else None, calib_data=cfg.calib_data,
-        progress=False, noisy_cv=cfg.noisy_cv,
+        calib_layout=cfg.calib_layout, progress=False, noisy_cv=cfg.noisy_cv,
     )
 
 
@@ -256,6 +258,7 @@ def _run_config(cfg: BenchConfig, ckpt_sha: str, data_key: str, job, cases) -> d
         "batch_sizes": list(cfg.batch_sizes), "warmup": cfg.warmup, "iters": cfg.iters, "threads": cfg.threads,
         "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
         "calib_data": str(cfg.calib_data) if cfg.calib_data else None, "noisy_cv": cfg.noisy_cv,
+        "data_layout": cfg.data_layout, "calib_layout": cfg.calib_layout,
     }
 
 
@@ -280,7 +283,7 @@ def _open_job(cfg: BenchConfig, log: Callable[[str], None]):
 
     model, info = load_model(cfg.checkpoint, cfg.model)
     log(f"model: {info.describe()}")
-    sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root)
+    sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root, cfg.data_layout)
     log(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
     chunk = max(cfg.batch_sizes)
     job = EvalJob(sel.root, tuple(sel.items), tuple(plan_shards(len(sel.items), cfg.shard_size, chunk)),
@@ -390,6 +393,7 @@ def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shar
             "noisy_cv": cfg.noisy_cv,
             "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
             "calib_data": str(cfg.calib_data) if cfg.calib_data else None,
+            "calib_layout": cfg.calib_layout,
         },
         "threads": threads,
         "machine": machine,

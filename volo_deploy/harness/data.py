@@ -82,13 +82,13 @@ def demo_data_dir() -> Path:
     return write_digits_tree(default_demo_dir(), "val")
 
 
-def _open(source: Path, num_classes: int, root: Path | None = None):
-    """LabeledImages-like object (root, items, classes, layout, notes) for ``source``."""
+def _open(source: Path, num_classes: int, root: Path | None = None, layout: str | None = None):
+    """LabeledImages-like object (root, items, classes, layout, notes) for ``source`` (``layout``: None detects)."""
     try:
         from volo_deploy.data.dataset import open_images
     except ImportError:  # dataset readers absent in this tree: ImageFolder only
         return _fallback_imagefolder(source)
-    return open_images(source, root=root, expect_classes=num_classes)
+    return open_images(source, layout=layout, root=root, expect_classes=num_classes)
 
 
 def _fallback_imagefolder(source: Path):
@@ -162,13 +162,17 @@ class EvalItems:
 
 
 def open_eval_items(
-    cfg, source: str | Path | None = None, limit: int | None = None, root: str | Path | None = None
+    cfg,
+    source: str | Path | None = None,
+    limit: int | None = None,
+    root: str | Path | None = None,
+    layout: str | None = None,
 ) -> EvalItems:
     """The images :func:`load_eval_set` would use, listed but not decoded (see it for the arguments)."""
     src = Path(source) if source is not None else demo_data_dir()
     if not src.exists():
         raise DataError(f"data {src}: not found")
-    ds = _open(src, cfg.num_classes, Path(root) if root is not None else None)
+    ds = _open(src, cfg.num_classes, Path(root) if root is not None else None, layout)
     items = [(Path(p).as_posix(), int(lab)) for p, lab in ds.items]
     if not items:
         raise DataError(f"data {src}: no images found")
@@ -184,16 +188,21 @@ def open_eval_items(
 
 
 def load_eval_set(
-    cfg, source: str | Path | None = None, limit: int | None = None, progress: bool = True, root: str | Path | None = None
+    cfg,
+    source: str | Path | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    root: str | Path | None = None,
+    layout: str | None = None,
 ) -> EvalSet:
     """Labeled images for ``cfg`` (VoloConfig) from ``source`` (folder, list file or subset
-    manifest, whose paths are relative to ``root`` when given; the demo digits val split when
+    manifest, whose paths are relative to ``root`` when given, read as ``layout`` or detected; the demo digits val split when
     None), ``limit`` evenly spaced ones when given, all in memory (for large sets,
     :func:`open_eval_items` + :func:`decode_batches` stream them).
 
     Unreadable images are skipped and listed; they never enter the fingerprint.
     """
-    sel = open_eval_items(cfg, source, limit, root)
+    sel = open_eval_items(cfg, source, limit, root, layout)
     x, used, skipped = _load(cfg, sel.root, sel.items, progress)
     return EvalSet(
         x=np.ascontiguousarray(x, dtype=np.float32),

@@ -12,10 +12,12 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
 - ``data``: ``source``, ``layout``, ``n_images``, ``total_available``, ``labeled``,
   ``num_classes``, ``fingerprint``, ``skipped_images`` (unreadable, not used), ``notes``.
 - ``settings``: ``backends``, ``precisions`` (null: each backend's own), ``batch_sizes``,
-  ``warmup``, ``iters``, ``limit``, ``noisy_cv``, ``artifacts``, ``calib_data``.
+  ``warmup``, ``iters``, ``limit``, ``noisy_cv``, ``artifacts``, ``calib_data``,
+  ``calib_layout`` (``--calib-layout``; null: detected; the layout of ``--data`` is ``data.layout``).
 - ``threads``: ``requested``, ``torch_intra_op``, ``torch_inter_op``, ``env``, ``cpu_count``.
 - ``fingerprints.hardware``: :func:`volo_deploy.machine.hardware_fingerprint` of the machine and
-  the torch thread count; ``volo-gate`` compares latency only between equal ones.
+  the torch thread count; ``volo-gate`` compares latency only between equal ones (a report
+  without it, made before it existed, counts as other hardware).
 - ``machine`` (:func:`volo_deploy.machine.describe_machine`: platform, arch, processor, ``cpu``
   with model and ISA ``features``, cpu_count, python, ``gpus``), ``versions`` (library -> version or null).
 - ``reference``: FP32 PyTorch, ``accuracy`` ``{top1_pct, top5_pct}`` or null without labels.
@@ -31,7 +33,9 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
   - ``agreement`` (all images, vs FP32 PyTorch): ``n``, ``top1_agreement_pct``, ``max_abs``,
     ``mean_abs``, ``max_rel``, ``cosine_min``, ``cosine_mean``.
   - ``latency``: ``{"<batch>": {batch, warmup, iters, p50_ms, p90_ms, p99_ms, mean_ms, std_ms,
-    min_ms, max_ms, cv, throughput_ips, noisy, warning}}``.
+    min_ms, max_ms, cv, throughput_ips, noisy, warning, samples_ms}}``. ``samples_ms``: the wall
+    time of every timed call in ms, in call order (``iters`` values; added within
+    ``bench_report/1``: older reports lack it and ``volo-gate`` then compares their ``p50_ms``).
   - ``memory``: ``peak_rss_mb`` (process RSS peak during the case), ``rss_increase_mb``.
   - ``load_options``, ``warnings`` (e.g. noisy latency), ``log`` (export messages).
   - ``node``: the machine that exported and timed this case (with ``--ray``, the worker's):

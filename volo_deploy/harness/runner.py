@@ -43,6 +43,7 @@ class CaseContext:
     artifacts_root: Path
     val_data: Path | None = None
     calib_data: Path | None = None
+    calib_layout: str | None = None
     progress: bool = True
     log: Callable[[str], None] = print
     noisy_cv: float = 0.15
@@ -167,7 +168,8 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
     if folder.exists() and why != "no manifest":
         res.log.append(f"re-exporting {folder}: {why}")
     request = ExportRequest(
-        output_dir=folder, precision=precision, dynamic_batch=True, force=True, calib_data=ctx.calib_data, options=options
+        output_dir=folder, precision=precision, dynamic_batch=True, force=True, calib_data=ctx.calib_data,
+        calib_layout=ctx.calib_layout, options=options
     )
     result = export_model(
         backend_cls.name, request, model_name=ctx.model_name, checkpoint=ctx.checkpoint, val_data=ctx.val_data,
@@ -212,7 +214,8 @@ def _measure(runner, ctx: CaseContext, res: CaseResult, label: str) -> None:
         for _ in tqdm(range(ctx.iters), desc=f"latency {label} bs={bs}", unit="it", disable=not ctx.progress, leave=False):
             runner.run(xb)
         st = latency_stats(list(runner.times), bs, ctx.warmup, ctx.noisy_cv)
-        res.latency[str(bs)] = st.as_dict()
+        # raw per-call ms, in call order: volo-gate decides on distributions, not on one median
+        res.latency[str(bs)] = {**st.as_dict(), "samples_ms": [round(t * 1e3, 4) for t in runner.times]}
         if st.warning:
             res.warnings.append(f"batch {bs}: {st.warning}")
 

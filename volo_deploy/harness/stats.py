@@ -1,12 +1,14 @@
 """Statistics the harness reports: latency percentiles, accuracy, agreement with FP32.
 
-Runners record raw per-call wall times (seconds); everything derived from them lives here.
+Runners record raw per-call wall times (seconds); everything derived from them lives here,
+including the latency comparison ``volo-gate`` decides on (:func:`latency_ratio`).
 Agreement and logit error reuse :func:`volo_deploy.export.validate.compare_logits`, so the
 numbers in a bench report mean exactly what export validation means.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -105,3 +107,56 @@ def agreement_stats(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     s = compare_logits(ref, out).as_dict()
     agree = s.pop("top1_agreement")
     return {"n": int(s.pop("n")), "top1_agreement_pct": float(agree) * 100.0, **{k: float(v) for k, v in s.items()}}
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """``current / baseline`` median latency with a one-sided bootstrap interval ``[low, high]``.
+
+    ``low`` and ``high`` are each a one-sided ``conf`` bound (``None``: no samples on one side,
+    the ratio of the two p50s alone).
+    """
+
+    ratio: float
+    low: float | None
+    high: float | None
+    conf: float
+    n_baseline: int
+    n_current: int
+
+
+def block_length(n: int) -> int:
+    """Block length of the block bootstrap: ~n^(1/3), the usual rate for a median's block bootstrap."""
+    return max(1, round(n ** (1.0 / 3.0)))
+
+
+def bootstrap_medians(samples: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``n_boot`` circular-block bootstrap resamples of ``samples`` (in call order).
+
+    Blocks, not single calls, are resampled: on a shared machine slow calls come in runs (another
+    process holds the cores for a while), and an i.i.d. bootstrap would call such a series precise.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    n = x.size
+    b = block_length(n)
+    starts = rng.integers(0, n, size=(n_boot, math.ceil(n / b)))
+    idx = ((starts[:, :, None] + np.arange(b)) % n).reshape(n_boot, -1)[:, :n]
+    return np.median(x[idx], axis=1)
+
+
+def latency_ratio(
+    baseline_ms, current_ms, conf: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> RatioEstimate:
+    """Ratio of median latencies (current / baseline) with one-sided ``conf`` bootstrap bounds.
+
+    Both arguments are per-call samples in ms (call order matters, see :func:`bootstrap_medians`).
+    Deterministic for a given ``seed``.
+    """
+    b = np.asarray(baseline_ms, dtype=np.float64)
+    c = np.asarray(current_ms, dtype=np.float64)
+    if b.size == 0 or c.size == 0:
+        raise ValueError("latency_ratio needs samples on both sides")
+    rng = np.random.default_rng(seed)
+    ratios = bootstrap_medians(c, n_boot, rng) / bootstrap_medians(b, n_boot, rng)
+    low, high = (float(v) for v in np.quantile(ratios, [1.0 - conf, conf]))
+    return RatioEstimate(float(np.median(c) / np.median(b)), low, high, conf, int(b.size), int(c.size))

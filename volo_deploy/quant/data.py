@@ -54,10 +54,12 @@ def _subset(data, size: int | None, seed: int):
     return resolve(manifest, data.root, verify="paths"), manifest.content_hash()
 
 
-def calibration_set(cfg, source: str | Path | None = None, size: int | None = None, seed: int = 0) -> ImageSet:
-    """Calibration images for ``cfg``: ``source`` (folder, list file or manifest; a stratified
-    ``size``-image subset of it, default 300-1000 by class count), or the shipped demo manifest
-    (digits train, 300 images) for the demo model."""
+def calibration_set(
+    cfg, source: str | Path | None = None, size: int | None = None, seed: int = 0, layout: str | None = None
+) -> ImageSet:
+    """Calibration images for ``cfg``: ``source`` (folder, list file or manifest, read as ``layout``
+    or detected; a stratified ``size``-image subset of it, default 300-1000 by class count), or the
+    shipped demo manifest (digits train, 300 images) for the demo model."""
     from volo_deploy.data import sampler
 
     if source is None:
@@ -69,7 +71,7 @@ def calibration_set(cfg, source: str | Path | None = None, size: int | None = No
         return _load(cfg, data, f"demo manifest {sampler.DEMO_MANIFEST_NAME}", sub or sha, "calibration images")
     from volo_deploy.data.dataset import open_images
 
-    data = open_images(source)
+    data = open_images(source, layout=layout)
     sha = None
     if Path(source).suffix.lower() == ".json":
         sha = sampler.read_manifest(source).content_hash()

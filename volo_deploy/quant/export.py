@@ -44,7 +44,7 @@ def quantize_for_export(
             write_portable_onnx(model, request, path)
             fp32_proto = onnx.load(str(path))
     t0 = time.perf_counter()
-    calib = calibration_set(cfg, request.calib_data, opts.calib_size, opts.seed)
+    calib = calibration_set(cfg, request.calib_data, opts.calib_size, opts.seed, request.calib_layout)
     load_s = time.perf_counter() - t0
     log(f"calibration: {len(calib.x)} images from {calib.source} ({len(calib.skipped)} skipped), method {opts.method.value}")
     config = QuantConfig(method=opts.method, placement=Placement(include=opts.include, exclude=opts.exclude))
@@ -116,7 +116,7 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
         path = Path(tmp) / "fp32.onnx"
         write_portable_onnx(model, request, path)
         fp32 = onnx.load(str(path))
-    calib = calibration_set(model.cfg, request.calib_data, opts.calib_size, opts.seed)
+    calib = calibration_set(model.cfg, request.calib_data, opts.calib_size, opts.seed, request.calib_layout)
     t0 = time.perf_counter()
     ov_model = nncf_quantize_openvino(fp32, calib.x, subset_size=len(calib.x), ov_model=fp32_ov_model)
     details: dict[str, Any] = {
