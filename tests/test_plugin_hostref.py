@@ -98,3 +98,69 @@ def test_host_rejects_wrong_attn_grid(hostref: HostReference) -> None:
     attn = np.zeros((1, 5, 4, 81), np.float32)
     with pytest.raises(ValueError):
         hostref.direct(v, attn, p)
+
+
+# ---- VOLO path (k=3, s=2, pad=1, head dim 32): the launcher's plan for every VOLO shape ----------
+# Outlooker stage of VOLO d1-d5 at 224/384 (img/8: 28x28, 48x48; heads 6/8/12), odd sizes, batches.
+VOLO_PATH_CASES = [
+    # (b, H, W, heads)
+    (2, 28, 28, 6),   # d1 224
+    (1, 28, 28, 8),   # d2/d3 224
+    (1, 28, 28, 12),  # d4/d5 224
+    (1, 48, 48, 6),   # d1 384
+    (1, 48, 48, 12),  # d4/d5 384
+    (1, 27, 27, 2),
+    (2, 27, 26, 3),
+    (1, 15, 9, 1),
+    (1, 1, 1, 1),
+    (1, 2, 3, 2),
+    (3, 14, 14, 2),
+    (1, 64, 30, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", VOLO_PATH_CASES, ids=lambda c: f"b{c[0]}_{c[1]}x{c[2]}_h{c[3]}")
+def test_host_volo_path_matches_reference(hostref: HostReference, case, dtype) -> None:
+    b, hh, ww, heads = case
+    p = OutlookParams(3, 1, 2, heads, 32**-0.5)
+    g = torch.Generator().manual_seed(hh * 100 + ww)
+    h, w = -(-hh // 2), -(-ww // 2)
+    v = torch.randn(b, hh, ww, heads * 32, generator=g).to(torch.float16 if dtype == np.float16 else torch.float32)
+    attn = (3 * torch.randn(b, h, w, heads * 81, generator=g)).to(v.dtype)
+    # Ground truth in float64 from the same (rounded) inputs the kernel sees.
+    ref = outlook_core_reference(v.double(), attn.double(), p).numpy()
+    out, plan = hostref.volo(v.numpy(), attn.numpy(), p)
+    assert out.dtype == dtype
+    cells = (-(-hh // 2), -(-ww // 2))
+    assert plan.tcy * plan.tiles_y >= cells[0] and plan.tcx * plan.tiles_x >= cells[1]
+    assert plan.tcy <= 7 and plan.tcx <= 7 and plan.threads % 32 == 0 and plan.threads <= 416
+    tol = 2e-3 if dtype == np.float16 else 1e-5  # fp16: one rounding of the output (2^-11)
+    assert _rel(out.astype(np.float64), ref) <= tol, _rel(out.astype(np.float64), ref)
+
+
+def test_host_volo_plan_d1_stage1(hostref: HostReference) -> None:
+    """D1 stage-1 (28x28): 7x7-cell (14x14-pixel) tiles, 2x2 per image, 416 threads, 58 KB smem."""
+    p = OutlookParams(3, 1, 2, 6, 32**-0.5)
+    v, attn, ref = _inputs(1, 28, 28, 6, 32, p, seed=3)
+    out, plan = hostref.volo(v, attn, p)
+    assert (plan.tcy, plan.tcx, plan.tiles_y, plan.tiles_x, plan.threads) == (7, 7, 2, 2, 416)
+    assert plan.smem_bytes == (49 * 108 + 17 * 17 * 32) * 4
+    assert _rel(out, ref) <= RTOL
+
+
+@pytest.mark.parametrize("max_cells", [1, 2, 3, 5])
+def test_host_volo_small_tiles(hostref: HostReference, max_cells: int) -> None:
+    """Tiny tiles: every tile border, halo window and image edge of the VOLO path."""
+    p = OutlookParams(3, 1, 2, 2, 32**-0.5)
+    v, attn, ref = _inputs(2, 19, 22, 2, 32, p, seed=max_cells)
+    out, plan = hostref.volo(v, attn, p, max_cells=max_cells)
+    assert max(plan.tcy, plan.tcx) <= max_cells
+    assert _rel(out, ref) <= RTOL
+
+
+def test_host_volo_rejects_other_shapes(hostref: HostReference) -> None:
+    p = OutlookParams(3, 1, 2, 6, 16**-0.5)  # head dim 16: not the VOLO path
+    v, attn, _ = _inputs(1, 8, 8, 6, 16, p)
+    with pytest.raises(ValueError):
+        hostref.volo(v, attn, p)

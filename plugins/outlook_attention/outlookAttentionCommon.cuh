@@ -20,6 +20,7 @@
 #define VOLO_OUTLOOK_ATTENTION_COMMON_CUH
 
 #include <cstdint>
+#include <cstring>
 #include <math.h>
 
 #if defined(__CUDACC__)
@@ -36,6 +37,88 @@
 
 namespace volo
 {
+
+//! 4 consecutive floats (16-byte aligned): one 128-bit access on the device.
+VOLO_HD void load4(float const* p, float (&o)[4])
+{
+#if defined(__CUDA_ARCH__)
+    float4 const q = *reinterpret_cast<float4 const*>(p);
+    o[0] = q.x;
+    o[1] = q.y;
+    o[2] = q.z;
+    o[3] = q.w;
+#else
+    for (int32_t i = 0; i < 4; ++i)
+    {
+        o[i] = p[i];
+    }
+#endif
+}
+
+VOLO_HD void store4(float* p, float const (&v)[4])
+{
+#if defined(__CUDA_ARCH__)
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+#else
+    for (int32_t i = 0; i < 4; ++i)
+    {
+        p[i] = v[i];
+    }
+#endif
+}
+
+//! IEEE half <-> float on the host (bit patterns), for the FP16 replay. Round to nearest even.
+inline float halfBitsToFloat(uint16_t h)
+{
+    uint32_t const sign = static_cast<uint32_t>(h & 0x8000U) << 16;
+    uint32_t const exp = (h >> 10) & 0x1FU;
+    uint32_t const man = h & 0x3FFU;
+    float f = 0.F;
+    if (exp == 0)
+    {
+        f = ldexpf(static_cast<float>(man), -24);
+    }
+    else if (exp == 31)
+    {
+        f = man != 0 ? NAN : INFINITY;
+    }
+    else
+    {
+        f = ldexpf(static_cast<float>(man | 0x400U), static_cast<int>(exp) - 25);
+    }
+    return sign != 0 ? -f : f;
+}
+
+inline uint16_t floatToHalfBits(float f)
+{
+    uint32_t x = 0;
+    memcpy(&x, &f, 4);
+    uint16_t const sign = static_cast<uint16_t>((x >> 16) & 0x8000U);
+    float const a = fabsf(f);
+    if (a != a)
+    {
+        return static_cast<uint16_t>(sign | 0x7E00U);
+    }
+    if (a >= 65520.F)
+    {
+        return static_cast<uint16_t>(sign | 0x7C00U);
+    }
+    if (a < 6.103515625e-05F) // subnormal half: multiples of 2^-24, rint = nearest even
+    {
+        return static_cast<uint16_t>(sign | static_cast<uint16_t>(rintf(a * 16777216.F)));
+    }
+    int e = 0;
+    float const m = frexpf(a, &e); // a = m * 2^e, m in [0.5, 1)
+    float const q = rintf(m * 2048.F); // 11 significant bits
+    uint32_t mant = static_cast<uint32_t>(q);
+    if (mant == 2048U)
+    {
+        mant = 1024U;
+        ++e;
+    }
+    uint32_t const exp = static_cast<uint32_t>(e + 14);
+    return static_cast<uint16_t>(sign | (exp << 10) | (mant & 0x3FFU));
+}
 
 //! floor(a / b) for b > 0 and any sign of a.
 VOLO_HD int32_t floorDiv(int32_t a, int32_t b)
@@ -336,6 +419,221 @@ VOLO_HD TilePlan planTiles(OutlookShape const& sh, int32_t elemBytes, int64_t sm
         }
     }
     return plan;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// VOLO path: compile-time geometry k = 3, stride 2, padding 1, head dim 32 (every VOLO outlooker).
+//
+// A tile is TCY x TCX "cells"; cell (m, n) = output pixels (2m..2m+1, 2n..2n+1). Pixel 2m is covered
+// by window m (di = 1); pixel 2m+1 by windows m (di = 2) and m+1 (di = 0). So a cell needs exactly
+// 9 softmax rows ("cell rows" r = ry*3 + rx, ry/rx in {0,1,2}) of the 4 windows (m+a, n+b),
+// a = kWinOff[ry], b = kWinOff[rx], out position d = (kOutPos[ry], kOutPos[rx]), and adds row r to
+// output pixel (2m + kPix[ry], 2n + kPix[rx]). Every (window, d) row belongs to exactly one cell,
+// so each softmax is computed once. Its sources are the 5 x 5 v pixels at rows 2m-1..2m+3, columns
+// 2n-1..2n+3 (region rows/cols 2m'..2m'+4 of the tile's region, which starts one pixel up-left).
+//
+// Block = (image, tile, head). Shared memory (float):
+//   sP [cell][r][ei][4]   softmax row r of the cell, source row ei, source cols 0..2 + a zero pad
+//                         (one 16-byte load per (r, ei)); rows of windows outside the grid are 0;
+//   sV [ry][rx][32]       v region ((2*TCY+3) x (2*TCX+3) pixels of this head), FP32, 0 outside.
+// Thread = (cell, channel group of 4): lanes 8c..8c+7 share a cell, so a quarter warp reads one
+// pixel's 128 contiguous bytes of sV (conflict-free) and one broadcast 16-byte sP entry.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int32_t kVoloK = 3;
+constexpr int32_t kVoloStride = 2;
+constexpr int32_t kVoloPad = 1;
+constexpr int32_t kVoloHeadDim = 32;
+constexpr int32_t kVoloCg = 4;                           // channels per thread
+constexpr int32_t kVoloLanes = kVoloHeadDim / kVoloCg;   // threads per cell (8)
+constexpr int32_t kVoloRows = 9;                         // softmax rows per cell
+constexpr int32_t kVoloPPerCell = kVoloRows * 3 * 4;     // floats of sP per cell (108)
+constexpr int32_t kVoloMaxCells = 7;                     // tile side limit (416 threads, 72 registers, 2 blocks/SM)
+constexpr int64_t kVoloSmemBudget = 100 * 1024;          // dynamic smem per block (opt-in above 48 KiB)
+
+//! Cell-row tables (index ry or rx): window offset, out position in the window, pixel in the cell.
+VOLO_HD int32_t voloWinOff(int32_t q)
+{
+    return q == 2 ? 1 : 0;
+}
+VOLO_HD int32_t voloOutPos(int32_t q)
+{
+    return q == 0 ? 1 : (q == 1 ? 2 : 0);
+}
+VOLO_HD int32_t voloPix(int32_t q)
+{
+    return q == 0 ? 0 : 1;
+}
+
+//! True for the shapes of the VOLO path (the launcher also needs aligned pointers).
+VOLO_HD bool voloPathApplies(OutlookShape const& sh)
+{
+    return sh.k == kVoloK && sh.stride == kVoloStride && sh.pad == kVoloPad && sh.headDim == kVoloHeadDim;
+}
+
+struct VoloPlan
+{
+    int32_t tcy;        // cells per tile along y
+    int32_t tcx;        // along x
+    int32_t tilesY;     // tiles per image along y
+    int32_t tilesX;     // along x
+    int32_t rh;         // v region rows (2*tcy + 3)
+    int32_t rw;         // v region cols
+    int32_t threads;    // block size: tcy*tcx*8 rounded up to a warp
+    int32_t pFloats;    // sP floats (tcy*tcx*108)
+    int64_t smemBytes;  // sP + sV bytes (0: no tile fits)
+};
+
+//! Largest balanced tile (<= maxCells cells per side) whose shared memory fits smemBudget.
+VOLO_HD VoloPlan planVolo(OutlookShape const& sh, int32_t maxCells, int64_t smemBudget)
+{
+    VoloPlan plan{0, 0, 0, 0, 0, 0, 0, 0, 0};
+    int32_t const cellsY = ceilDiv(sh.height, kVoloStride);
+    int32_t const cellsX = ceilDiv(sh.width, kVoloStride);
+    for (int32_t limit = maxCells; limit >= 1; --limit)
+    {
+        int32_t const ty = ceilDiv(cellsY, limit);
+        int32_t const tx = ceilDiv(cellsX, limit);
+        int32_t const cy = ceilDiv(cellsY, ty);
+        int32_t const cx = ceilDiv(cellsX, tx);
+        int32_t const rh = 2 * cy + 3;
+        int32_t const rw = 2 * cx + 3;
+        int64_t const pFloats = static_cast<int64_t>(cy) * cx * kVoloPPerCell;
+        int64_t const bytes = (pFloats + static_cast<int64_t>(rh) * rw * kVoloHeadDim) * 4;
+        if (bytes <= smemBudget)
+        {
+            int32_t const threads = cy * cx * kVoloLanes;
+            plan = VoloPlan{cy, cx, ty, tx, rh, rw, (threads + 31) / 32 * 32, static_cast<int32_t>(pFloats), bytes};
+            return plan;
+        }
+    }
+    return plan;
+}
+
+//! Stage softmax row `slot` (= cell * 9 + r, cell = m' * tcx + n') of tile (cy0, cx0) into sP.
+//! `ldA(index)` returns logit `index` of attn as float. exp2 of pre-scaled logits: one MUFU.EX2 each.
+template <typename LdA>
+VOLO_HD void voloStageRow(OutlookShape const& sh, VoloPlan const& plan, int32_t b, int32_t head, int32_t cy0,
+    int32_t cx0, int32_t slot, LdA ldA, float* sP)
+{
+    int32_t const cell = slot / kVoloRows;
+    int32_t const r = slot - cell * kVoloRows;
+    int32_t const ry = r / 3;
+    int32_t const rx = r - ry * 3;
+    int32_t const mL = cell / plan.tcx;
+    int32_t const nL = cell - mL * plan.tcx;
+    int32_t const wy = cy0 + mL + voloWinOff(ry);
+    int32_t const wx = cx0 + nL + voloWinOff(rx);
+    float* dst = sP + static_cast<int32_t>(slot) * 12;
+    float p[9];
+    if (wy < sh.attnH && wx < sh.attnW)
+    {
+        int32_t const d = voloOutPos(ry) * 3 + voloOutPos(rx);
+        int64_t const row = ((static_cast<int64_t>(b) * sh.attnH + wy) * sh.attnW + wx) * (sh.heads * 81)
+            + head * 81 + d * 9;
+        float const scale = sh.scale * 1.4426950408889634F; // log2(e)
+        float m = -INFINITY;
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] = ldA(row + e) * scale;
+            m = fmaxf(m, p[e]);
+        }
+        float sum = 0.F;
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] = exp2f(p[e] - m);
+            sum += p[e];
+        }
+        float const inv = 1.F / sum;
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] *= inv;
+        }
+    }
+    else
+    {
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] = 0.F;
+        }
+    }
+VOLO_UNROLL
+    for (int32_t ei = 0; ei < 3; ++ei)
+    {
+        float const q[4] = {p[ei * 3], p[ei * 3 + 1], p[ei * 3 + 2], 0.F};
+        store4(dst + ei * 4, q);
+    }
+}
+
+//! Global offset of channel chunk `chunk` (of `chunkElems` channels) of region pixel (ry, rx) of
+//! head `head`, or -1 when the pixel lies outside the image (staged as zeros).
+VOLO_HD int64_t voloRegionOffset(OutlookShape const& sh, int32_t b, int32_t head, int32_t y0, int32_t x0,
+    int32_t ry, int32_t rx, int32_t chunk, int32_t chunkElems)
+{
+    int32_t const gy = y0 - kVoloPad + ry;
+    int32_t const gx = x0 - kVoloPad + rx;
+    if (gy < 0 || gy >= sh.height || gx < 0 || gx >= sh.width)
+    {
+        return -1;
+    }
+    return ((static_cast<int64_t>(b) * sh.height + gy) * sh.width + gx) * sh.channels
+        + static_cast<int64_t>(head) * kVoloHeadDim + chunk * chunkElems;
+}
+
+//! The 4 output pixels of cell (mL, nL), channels [4*cg, 4*cg+4): acc[py][px][c].
+//! Source rows sr = 0..4 of the cell's 5 x 5 v block are loaded once (5 x 16 bytes each) and used by
+//! every softmax row whose window covers them: 27 sP loads, 25 sV loads, 324 FMAs per thread.
+VOLO_HD void voloCellAccumulate(float const* sP, float const* sV, int32_t rw, int32_t tcx, int32_t mL, int32_t nL,
+    int32_t cg, float (&acc)[2][2][4])
+{
+VOLO_UNROLL
+    for (int32_t i = 0; i < 16; ++i)
+    {
+        acc[i >> 3][(i >> 2) & 1][i & 3] = 0.F;
+    }
+    float const* pCell = sP + (mL * tcx + nL) * kVoloPPerCell;
+    float const* vBase = sV + ((2 * mL) * rw + 2 * nL) * kVoloHeadDim + cg * kVoloCg;
+VOLO_UNROLL
+    for (int32_t sr = 0; sr < 5; ++sr)
+    {
+        float v[5][4];
+VOLO_UNROLL
+        for (int32_t sc = 0; sc < 5; ++sc)
+        {
+            load4(vBase + (sr * rw + sc) * kVoloHeadDim, v[sc]);
+        }
+VOLO_UNROLL
+        for (int32_t ry = 0; ry < 3; ++ry)
+        {
+            int32_t const ei = sr - 2 * voloWinOff(ry);
+            if (ei < 0 || ei > 2)
+            {
+                continue;
+            }
+VOLO_UNROLL
+            for (int32_t rx = 0; rx < 3; ++rx)
+            {
+                float w[4];
+                load4(pCell + ((ry * 3 + rx) * 3 + ei) * 4, w);
+                float(&a)[4] = acc[voloPix(ry)][voloPix(rx)];
+VOLO_UNROLL
+                for (int32_t ej = 0; ej < 3; ++ej)
+                {
+                    float const(&vv)[4] = v[2 * voloWinOff(rx) + ej];
+VOLO_UNROLL
+                    for (int32_t c = 0; c < 4; ++c)
+                    {
+                        a[c] = fmaf(w[ej], vv[c], a[c]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 } // namespace volo

@@ -1,14 +1,18 @@
 /*
  * Host (CPU) replay of the outlook-attention kernels, compiled from the same index code
  * (outlookAttentionCommon.cuh) with a plain C++ compiler. Used by the tests to check the tiling,
- * window ranges and staging against the PyTorch reference without a GPU. FP32 only.
+ * window ranges and staging against the PyTorch reference without a GPU. The VOLO path replays
+ * FP32 and FP16 (inputs converted to float at staging, output rounded to half once, as on the GPU);
+ * the older tiled and direct paths replay FP32.
  *
  *   g++ -std=c++17 -O2 -shared -fPIC outlookAttentionHostRef.cpp -o libvolo_outlook_hostref.so
  */
 #include "outlookAttentionCommon.cuh"
 
-#include <cstdint>
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace
@@ -100,6 +104,140 @@ bool tiledImpl(float const* v, float const* attn, float* out, volo::OutlookShape
     return true;
 }
 
+//! Element loader of the replay: float, or IEEE half bits converted like __half2float.
+template <typename T>
+struct HostLd
+{
+    T const* p;
+    float operator()(int64_t i) const
+    {
+        if constexpr (std::is_same_v<T, uint16_t>)
+        {
+            return volo::halfBitsToFloat(p[i]);
+        }
+        else
+        {
+            return p[i];
+        }
+    }
+};
+
+template <typename T>
+T hostFromFloat(float x)
+{
+    if constexpr (std::is_same_v<T, uint16_t>)
+    {
+        return volo::floatToHalfBits(x);
+    }
+    else
+    {
+        return x;
+    }
+}
+
+//! One block of the VOLO kernel: same staging (chunk by chunk), softmax rows and cell threads.
+template <typename T>
+bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, volo::VoloPlan const& plan, int32_t b,
+    int32_t tile, int32_t head, std::vector<float>& sP, std::vector<float>& sV)
+{
+    using namespace volo;
+    constexpr int32_t kChunk = 16 / static_cast<int32_t>(sizeof(T));
+    int32_t const tileY = tile / plan.tilesX;
+    int32_t const cy0 = tileY * plan.tcy;
+    int32_t const cx0 = (tile - tileY * plan.tilesX) * plan.tcx;
+    int32_t const y0 = cy0 * kVoloStride;
+    int32_t const x0 = cx0 * kVoloStride;
+    int32_t const nCells = plan.tcy * plan.tcx;
+    // Poison: every value the cell threads read must have been staged.
+    std::fill(sP.begin(), sP.end(), 1e30F);
+    std::fill(sV.begin(), sV.end(), 1e30F);
+    HostLd<T> const ldV{v};
+    for (int32_t ry = 0; ry < plan.rh; ++ry)
+    {
+        for (int32_t u = 0; u < plan.rw * (kVoloHeadDim / kChunk); ++u)
+        {
+            int32_t const rx = u / (kVoloHeadDim / kChunk);
+            int32_t const chunk = u - rx * (kVoloHeadDim / kChunk);
+            int64_t const src = voloRegionOffset(sh, b, head, y0, x0, ry, rx, chunk, kChunk);
+            size_t const dst = static_cast<size_t>((ry * plan.rw + rx) * kVoloHeadDim + chunk * kChunk);
+            if (dst + kChunk > sV.size())
+            {
+                return false;
+            }
+            for (int32_t i = 0; i < kChunk; ++i)
+            {
+                sV[dst + i] = src >= 0 ? ldV(src + i) : 0.F;
+            }
+        }
+    }
+    if (static_cast<int64_t>(nCells) * kVoloPPerCell > plan.pFloats)
+    {
+        return false;
+    }
+    for (int32_t slot = 0; slot < nCells * kVoloRows; ++slot)
+    {
+        voloStageRow(sh, plan, b, head, cy0, cx0, slot, HostLd<T>{attn}, sP.data());
+    }
+    for (int32_t tid = 0; tid < plan.threads; ++tid)
+    {
+        int32_t const cell = tid / kVoloLanes;
+        if (cell >= nCells)
+        {
+            continue;
+        }
+        int32_t const cg = tid - cell * kVoloLanes;
+        int32_t const mL = cell / plan.tcx;
+        int32_t const nL = cell - mL * plan.tcx;
+        float acc[2][2][4];
+        voloCellAccumulate(sP.data(), sV.data(), plan.rw, plan.tcx, mL, nL, cg, acc);
+        for (int32_t py = 0; py < 2; ++py)
+        {
+            for (int32_t px = 0; px < 2; ++px)
+            {
+                int32_t const y = y0 + 2 * mL + py;
+                int32_t const x = x0 + 2 * nL + px;
+                if (y >= sh.height || x >= sh.width)
+                {
+                    continue;
+                }
+                int64_t const dst = ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels
+                    + static_cast<int64_t>(head) * kVoloHeadDim + cg * kVoloCg;
+                for (int32_t c = 0; c < kVoloCg; ++c)
+                {
+                    if (std::fabs(acc[py][px][c]) > 1e29F)
+                    {
+                        return false; // read a poisoned (unstaged) value
+                    }
+                    out[dst + c] = hostFromFloat<T>(acc[py][px][c]);
+                }
+            }
+        }
+    }
+    return true;
+}
+
+template <typename T>
+bool voloImpl(void const* v, void const* attn, void* out, volo::OutlookShape const& sh, volo::VoloPlan const& plan)
+{
+    std::vector<float> sP(static_cast<size_t>(plan.pFloats));
+    std::vector<float> sV(static_cast<size_t>(plan.rh) * plan.rw * volo::kVoloHeadDim);
+    for (int32_t b = 0; b < sh.batch; ++b)
+    {
+        for (int32_t tile = 0; tile < plan.tilesY * plan.tilesX; ++tile)
+        {
+            for (int32_t head = 0; head < sh.heads; ++head)
+            {
+                if (!voloBlock(static_cast<T const*>(v), static_cast<T const*>(attn), static_cast<T*>(out), sh, plan,
+                        b, tile, head, sP, sV))
+                {
+                    return false;
+                }
+            }
+        }
+    }
+    return true;
+}
+
 bool makeShape(int batch, int height, int width, int channels, int attnH, int attnW, int k, int pad, int stride,
     int heads, float scale, volo::OutlookShape& sh)
 {
@@ -145,6 +283,36 @@ extern "C" int volo_outlook_host_tiled(float const* v, float const* attn, float*
     case 2: ok = k3 ? tiledImpl<2, 3>(v, attn, out, sh, plan) : tiledImpl<2, 0>(v, attn, out, sh, plan); break;
     default: ok = k3 ? tiledImpl<1, 3>(v, attn, out, sh, plan) : tiledImpl<1, 0>(v, attn, out, sh, plan); break;
     }
+    return ok ? 0 : 3;
+}
+
+//! VOLO path (k=3, s=2, pad=1, head dim 32) of the CUDA launcher, dtype 0 = float32, 1 = IEEE half bits.
+//! maxCells / smemBudget <= 0 mean the launcher's own limits. Returns 0 on success, 1 for bad arguments
+//! or a shape outside the VOLO path, 2 when no tile fits, 3 when a block reads unstaged data.
+//! plan_out (7 ints, may be null): tcy, tcx, tilesY, tilesX, threads, smem bytes, sP floats.
+extern "C" int volo_outlook_host_volo(void const* v, void const* attn, void* out, int dtype, int batch, int height,
+    int width, int channels, int attnH, int attnW, int k, int pad, int stride, int heads, float scale, int maxCells,
+    long long smemBudget, int* planOut)
+{
+    volo::OutlookShape sh{};
+    if (!makeShape(batch, height, width, channels, attnH, attnW, k, pad, stride, heads, scale, sh)
+        || !volo::voloPathApplies(sh) || (dtype != 0 && dtype != 1))
+    {
+        return 1;
+    }
+    volo::VoloPlan const plan = volo::planVolo(sh, maxCells > 0 ? maxCells : volo::kVoloMaxCells,
+        smemBudget > 0 ? smemBudget : volo::kVoloSmemBudget);
+    if (plan.smemBytes == 0)
+    {
+        return 2;
+    }
+    if (planOut != nullptr)
+    {
+        int const vals[7] = {plan.tcy, plan.tcx, plan.tilesY, plan.tilesX, plan.threads,
+            static_cast<int>(plan.smemBytes), plan.pFloats};
+        std::copy(vals, vals + 7, planOut);
+    }
+    bool const ok = dtype == 0 ? voloImpl<float>(v, attn, out, sh, plan) : voloImpl<uint16_t>(v, attn, out, sh, plan);
     return ok ? 0 : 3;
 }
 

@@ -32,7 +32,10 @@ constexpr int32_t kMAX_THREADS = 512;
 constexpr int32_t kMAX_TILE_CELLS = 8;
 constexpr int64_t kSMEM_BUDGET = 48 * 1024;
 constexpr int32_t kGENERIC_THREADS = 256;
-constexpr int32_t kVERSION = 10000; // 1.0.0
+constexpr int32_t kVERSION = 10100; // 1.1.0: VOLO path
+constexpr int32_t kVOLO_MAX_CELLS = kVoloMaxCells;
+constexpr int64_t kVOLO_SMEM_BUDGET = kVoloSmemBudget;
+constexpr int32_t kVOLO_MAX_THREADS = (kVOLO_MAX_CELLS * kVOLO_MAX_CELLS * kVoloLanes + 31) / 32 * 32; // 416
 
 template <int32_t BYTES>
 using Chunk = std::conditional_t<BYTES == 16, uint4,
@@ -208,6 +211,107 @@ struct GlobalLoad
     }
 };
 
+//! Stages the v region of the tile (this head) into sV as FP32: warp w takes region rows w, w + warps,
+//! ...; its lanes take (column, 16-byte chunk) pairs, so there is no runtime division per element.
+template <typename T>
+__device__ __forceinline__ void voloStageV(T const* __restrict__ v, OutlookShape const& sh, VoloPlan const& plan,
+    int32_t b, int32_t head, int32_t y0, int32_t x0, float* sV)
+{
+    constexpr int32_t kChunk = 16 / static_cast<int32_t>(sizeof(T)); // channels per 16-byte load
+    constexpr int32_t kChunks = kVoloHeadDim / kChunk;
+    using C = Chunk<16>;
+    int32_t const lane = static_cast<int32_t>(threadIdx.x) & 31;
+    int32_t const warps = static_cast<int32_t>(blockDim.x) >> 5;
+    for (int32_t ry = static_cast<int32_t>(threadIdx.x) >> 5; ry < plan.rh; ry += warps)
+    {
+        for (int32_t u = lane; u < plan.rw * kChunks; u += 32)
+        {
+            int32_t const rx = u / kChunks;
+            int32_t const chunk = u - rx * kChunks;
+            int64_t const src = voloRegionOffset(sh, b, head, y0, x0, ry, rx, chunk, kChunk);
+            float f[kChunk];
+            if (src >= 0)
+            {
+                C const c = *reinterpret_cast<C const*>(v + src);
+                LoadVec<T, kChunk>{}(reinterpret_cast<T const*>(&c), f);
+            }
+            else
+            {
+#pragma unroll
+                for (int32_t i = 0; i < kChunk; ++i)
+                {
+                    f[i] = 0.F;
+                }
+            }
+            float* dst = sV + (ry * plan.rw + rx) * kVoloHeadDim + chunk * kChunk;
+#pragma unroll
+            for (int32_t i = 0; i < kChunk; i += 4)
+            {
+                float const q[4] = {f[i], f[i + 1], f[i + 2], f[i + 3]};
+                store4(dst + i, q);
+            }
+        }
+    }
+}
+
+//! VOLO path (k=3, s=2, pad=1, head dim 32): see outlookAttentionCommon.cuh. One block per
+//! (image, tile, head): stage sV and the tile's softmax rows, one barrier, then each thread computes
+//! 4 channels of the 4 pixels of one cell from registers and stores them.
+template <typename T>
+__global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T const* __restrict__ v,
+    T const* __restrict__ attn, T* __restrict__ out, OutlookShape const sh, VoloPlan const plan)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    float* sP = reinterpret_cast<float*>(smem);
+    float* sV = sP + plan.pFloats;
+    int32_t const tilesPerImage = plan.tilesY * plan.tilesX;
+    int32_t const b = static_cast<int32_t>(blockIdx.x) / tilesPerImage;
+    int32_t const tile = static_cast<int32_t>(blockIdx.x) - b * tilesPerImage;
+    int32_t const head = static_cast<int32_t>(blockIdx.y);
+    int32_t const tileY = tile / plan.tilesX;
+    int32_t const cy0 = tileY * plan.tcy;
+    int32_t const cx0 = (tile - tileY * plan.tilesX) * plan.tcx;
+    int32_t const y0 = cy0 * kVoloStride;
+    int32_t const x0 = cx0 * kVoloStride;
+    int32_t const tid = static_cast<int32_t>(threadIdx.x);
+    int32_t const nCells = plan.tcy * plan.tcx;
+
+    voloStageV<T>(v, sh, plan, b, head, y0, x0, sV);
+    GlobalLoad<T> const ldA{attn};
+    for (int32_t slot = tid; slot < nCells * kVoloRows; slot += static_cast<int32_t>(blockDim.x))
+    {
+        voloStageRow(sh, plan, b, head, cy0, cx0, slot, ldA, sP);
+    }
+    __syncthreads();
+
+    int32_t const cell = tid / kVoloLanes;
+    if (cell >= nCells)
+    {
+        return;
+    }
+    int32_t const cg = tid - cell * kVoloLanes;
+    int32_t const mL = cell / plan.tcx;
+    int32_t const nL = cell - mL * plan.tcx;
+    float acc[2][2][4];
+    voloCellAccumulate(sP, sV, plan.rw, plan.tcx, mL, nL, cg, acc);
+    int32_t const y = y0 + 2 * mL;
+    int32_t const x = x0 + 2 * nL;
+    T* o = out + ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels + head * kVoloHeadDim
+        + cg * kVoloCg;
+#pragma unroll
+    for (int32_t py = 0; py < 2; ++py)
+    {
+#pragma unroll
+        for (int32_t px = 0; px < 2; ++px)
+        {
+            if (y + py < sh.height && x + px < sh.width)
+            {
+                storeVec<T, kVoloCg>(o + (py * sh.width + px) * sh.channels, acc[py][px]);
+            }
+        }
+    }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kGENERIC_THREADS, 4) outlookGenericKernel(
     T const* __restrict__ v, T const* __restrict__ attn, T* __restrict__ out, OutlookShape const sh, int64_t total)
@@ -262,10 +366,43 @@ cudaError_t launchTiledK(void const* v, void const* attn, void* out, OutlookShap
 }
 
 template <typename T>
+cudaError_t launchVolo(void const* v, void const* attn, void* out, OutlookShape const& sh, VoloPlan const& plan,
+    cudaStream_t stream)
+{
+    int64_t const nBlocks = static_cast<int64_t>(sh.batch) * plan.tilesY * plan.tilesX;
+    if (nBlocks > std::numeric_limits<int32_t>::max() || sh.heads > 65535)
+    {
+        return cudaErrorInvalidValue;
+    }
+    size_t const smem = static_cast<size_t>(plan.smemBytes);
+    if (smem > 48 * 1024)
+    {
+        cudaError_t const st
+            = cudaFuncSetAttribute(outlookVoloKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (st != cudaSuccess)
+        {
+            return st;
+        }
+    }
+    dim3 const grid(static_cast<uint32_t>(nBlocks), static_cast<uint32_t>(sh.heads), 1);
+    outlookVoloKernel<T><<<grid, plan.threads, smem, stream>>>(
+        static_cast<T const*>(v), static_cast<T const*>(attn), static_cast<T*>(out), sh, plan);
+    return cudaGetLastError();
+}
+
+template <typename T>
 cudaError_t launchTyped(
     void const* v, void const* attn, void* out, OutlookShape const& sh, int64_t total, cudaStream_t stream)
 {
     int32_t const elem = static_cast<int32_t>(sizeof(T));
+    if (voloPathApplies(sh) && aligned(v, 16) && aligned(out, kVoloCg * elem))
+    {
+        VoloPlan const vplan = planVolo(sh, kVOLO_MAX_CELLS, kVOLO_SMEM_BUDGET);
+        if (vplan.smemBytes > 0)
+        {
+            return launchVolo<T>(v, attn, out, sh, vplan, stream);
+        }
+    }
     TilePlan const plan = planTiles(sh, elem, kSMEM_BUDGET, kMAX_TILE_CELLS);
     if (plan.smemBytes > 0)
     {
