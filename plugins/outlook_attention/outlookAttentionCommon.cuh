@@ -67,6 +67,37 @@ VOLO_HD void store4(float* p, float const (&v)[4])
 #endif
 }
 
+//! 2^x: one MUFU.EX2 on the device (ex2.approx.ftz, max 2 ulp), exp2f on the host.
+VOLO_HD float fastExp2(float x)
+{
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
+}
+
+//! 1/x: MUFU.RCP on the device (rcp.approx.ftz, 1 ulp), exact division on the host.
+VOLO_HD float fastRcp(float x)
+{
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return 1.F / x;
+#endif
+}
+
+//! a / b for 0 <= a < 2^10 and 0 < b < 2^10 with inv = 1/b: exact (the float error of (a + 0.5) * inv
+//! is below 2^-13, far inside the 0.5/b margin), one FFMA + F2I instead of an integer division.
+VOLO_HD int32_t divSmall(int32_t a, float inv)
+{
+    return static_cast<int32_t>((static_cast<float>(a) + 0.5F) * inv);
+}
+
 //! IEEE half <-> float on the host (bit patterns), for the FP16 replay. Round to nearest even.
 inline float halfBitsToFloat(uint16_t h)
 {
@@ -436,7 +467,8 @@ VOLO_HD TilePlan planTiles(OutlookShape const& sh, int32_t elemBytes, int64_t sm
 // Block = (image, tile, head). Shared memory (float):
 //   sP [cell][r][ei][4]   softmax row r of the cell, source row ei, source cols 0..2 + a zero pad
 //                         (one 16-byte load per (r, ei)); rows of windows outside the grid are 0;
-//   sV [ry][rx][32]       v region ((2*TCY+3) x (2*TCX+3) pixels of this head), FP32, 0 outside.
+//   sV [ry][rx][32]       v region ((2*TCY+3) x (2*TCX+3) pixels of this head), FP32, 0 outside;
+//                         rows padded to kVoloRowPixels (20) pixels (the staging steps 4 columns).
 // Thread = (cell, channel group of 4): lanes 8c..8c+7 share a cell, so a quarter warp reads one
 // pixel's 128 contiguous bytes of sV (conflict-free) and one broadcast 16-byte sP entry.
 // ---------------------------------------------------------------------------------------------
@@ -451,6 +483,8 @@ constexpr int32_t kVoloRows = 9;                         // softmax rows per cel
 constexpr int32_t kVoloPPerCell = kVoloRows * 3 * 4;     // floats of sP per cell (108)
 constexpr int32_t kVoloMaxCells = 7;                     // tile side limit (416 threads, 72 registers, 2 blocks/SM)
 constexpr int64_t kVoloSmemBudget = 100 * 1024;          // dynamic smem per block (opt-in above 48 KiB)
+constexpr int32_t kVoloColSteps = (2 * kVoloMaxCells + 3 + 3) / 4; // 4-column staging steps per v row (5)
+constexpr int32_t kVoloRowPixels = 4 * kVoloColSteps;    // sV row stride (20 pixels >= 2 * 7 + 3)
 
 //! Cell-row tables (index ry or rx): window offset, out position in the window, pixel in the cell.
 VOLO_HD int32_t voloWinOff(int32_t q)
@@ -480,15 +514,17 @@ struct VoloPlan
     int32_t tilesX;     // along x
     int32_t rh;         // v region rows (2*tcy + 3)
     int32_t rw;         // v region cols
+    int32_t rws;        // sV row stride in pixels (kVoloRowPixels: every staging step stores unconditionally)
     int32_t threads;    // block size: tcy*tcx*8 rounded up to a warp
     int32_t pFloats;    // sP floats (tcy*tcx*108)
     int64_t smemBytes;  // sP + sV bytes (0: no tile fits)
+    float invTcx;       // 1 / tcx, for divSmall
 };
 
 //! Largest balanced tile (<= maxCells cells per side) whose shared memory fits smemBudget.
 VOLO_HD VoloPlan planVolo(OutlookShape const& sh, int32_t maxCells, int64_t smemBudget)
 {
-    VoloPlan plan{0, 0, 0, 0, 0, 0, 0, 0, 0};
+    VoloPlan plan{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.F};
     int32_t const cellsY = ceilDiv(sh.height, kVoloStride);
     int32_t const cellsX = ceilDiv(sh.width, kVoloStride);
     for (int32_t limit = maxCells; limit >= 1; --limit)
@@ -499,20 +535,29 @@ VOLO_HD VoloPlan planVolo(OutlookShape const& sh, int32_t maxCells, int64_t smem
         int32_t const cx = ceilDiv(cellsX, tx);
         int32_t const rh = 2 * cy + 3;
         int32_t const rw = 2 * cx + 3;
+        int32_t const rws = kVoloRowPixels;
         int64_t const pFloats = static_cast<int64_t>(cy) * cx * kVoloPPerCell;
-        int64_t const bytes = (pFloats + static_cast<int64_t>(rh) * rw * kVoloHeadDim) * 4;
+        int64_t const bytes = (pFloats + static_cast<int64_t>(rh) * rws * kVoloHeadDim) * 4;
         if (bytes <= smemBudget)
         {
             int32_t const threads = cy * cx * kVoloLanes;
-            plan = VoloPlan{cy, cx, ty, tx, rh, rw, (threads + 31) / 32 * 32, static_cast<int32_t>(pFloats), bytes};
+            plan = VoloPlan{
+                cy, cx, ty, tx, rh, rw, rws, (threads + 31) / 32 * 32, static_cast<int32_t>(pFloats), bytes, 1.F / cx};
             return plan;
         }
     }
     return plan;
 }
 
+//! The VOLO grid is (tilesX, tilesY, batch * heads): y and z are limited to 65535.
+VOLO_HD bool voloGridFits(OutlookShape const& sh, VoloPlan const& plan)
+{
+    return plan.tilesY <= 65535 && static_cast<int64_t>(sh.batch) * sh.heads <= 65535;
+}
+
 //! Stage softmax row `slot` (= cell * 9 + r, cell = m' * tcx + n') of tile (cy0, cx0) into sP.
-//! `ldA(index)` returns logit `index` of attn as float. exp2 of pre-scaled logits: one MUFU.EX2 each.
+//! `ldA(index)` returns logit `index` of attn as float. Exponentials in base 2 of pre-scaled logits:
+//! one FMUL, FMNMX, FADD and MUFU.EX2 per logit, one MUFU.RCP per row.
 template <typename LdA>
 VOLO_HD void voloStageRow(OutlookShape const& sh, VoloPlan const& plan, int32_t b, int32_t head, int32_t cy0,
     int32_t cx0, int32_t slot, LdA ldA, float* sP)
@@ -521,7 +566,7 @@ VOLO_HD void voloStageRow(OutlookShape const& sh, VoloPlan const& plan, int32_t 
     int32_t const r = slot - cell * kVoloRows;
     int32_t const ry = r / 3;
     int32_t const rx = r - ry * 3;
-    int32_t const mL = cell / plan.tcx;
+    int32_t const mL = divSmall(cell, plan.invTcx);
     int32_t const nL = cell - mL * plan.tcx;
     int32_t const wy = cy0 + mL + voloWinOff(ry);
     int32_t const wx = cx0 + nL + voloWinOff(rx);
@@ -544,10 +589,10 @@ VOLO_UNROLL
 VOLO_UNROLL
         for (int32_t e = 0; e < 9; ++e)
         {
-            p[e] = exp2f(p[e] - m);
+            p[e] = fastExp2(p[e] - m);
             sum += p[e];
         }
-        float const inv = 1.F / sum;
+        float const inv = fastRcp(sum);
 VOLO_UNROLL
         for (int32_t e = 0; e < 9; ++e)
         {
@@ -570,25 +615,25 @@ VOLO_UNROLL
     }
 }
 
-//! Global offset of channel chunk `chunk` (of `chunkElems` channels) of region pixel (ry, rx) of
-//! head `head`, or -1 when the pixel lies outside the image (staged as zeros).
-VOLO_HD int64_t voloRegionOffset(OutlookShape const& sh, int32_t b, int32_t head, int32_t y0, int32_t x0,
-    int32_t ry, int32_t rx, int32_t chunk, int32_t chunkElems)
+//! v staging: region row `ry` of tile origin (y0, x0), head `head`. Returns the global offset of
+//! channel 0 of this head at pixel (y0 - 1 + ry, x0), or -1 for a row outside the image (staged as
+//! zeros). Region column rx is pixel x0 - 1 + rx: offset + (rx - 1) * channels; columns outside the
+//! image are zeros too.
+VOLO_HD int64_t voloRowOffset(OutlookShape const& sh, int32_t b, int32_t head, int32_t y0, int32_t x0, int32_t ry)
 {
     int32_t const gy = y0 - kVoloPad + ry;
-    int32_t const gx = x0 - kVoloPad + rx;
-    if (gy < 0 || gy >= sh.height || gx < 0 || gx >= sh.width)
+    if (gy < 0 || gy >= sh.height)
     {
         return -1;
     }
-    return ((static_cast<int64_t>(b) * sh.height + gy) * sh.width + gx) * sh.channels
-        + static_cast<int64_t>(head) * kVoloHeadDim + chunk * chunkElems;
+    return ((static_cast<int64_t>(b) * sh.height + gy) * sh.width + x0) * sh.channels
+        + static_cast<int64_t>(head) * kVoloHeadDim;
 }
 
 //! The 4 output pixels of cell (mL, nL), channels [4*cg, 4*cg+4): acc[py][px][c].
 //! Source rows sr = 0..4 of the cell's 5 x 5 v block are loaded once (5 x 16 bytes each) and used by
 //! every softmax row whose window covers them: 27 sP loads, 25 sV loads, 324 FMAs per thread.
-VOLO_HD void voloCellAccumulate(float const* sP, float const* sV, int32_t rw, int32_t tcx, int32_t mL, int32_t nL,
+VOLO_HD void voloCellAccumulate(float const* sP, float const* sV, int32_t rws, int32_t tcx, int32_t mL, int32_t nL,
     int32_t cg, float (&acc)[2][2][4])
 {
 VOLO_UNROLL
@@ -597,7 +642,7 @@ VOLO_UNROLL
         acc[i >> 3][(i >> 2) & 1][i & 3] = 0.F;
     }
     float const* pCell = sP + (mL * tcx + nL) * kVoloPPerCell;
-    float const* vBase = sV + ((2 * mL) * rw + 2 * nL) * kVoloHeadDim + cg * kVoloCg;
+    float const* vBase = sV + ((2 * mL) * rws + 2 * nL) * kVoloHeadDim + cg * kVoloCg;
 VOLO_UNROLL
     for (int32_t sr = 0; sr < 5; ++sr)
     {
@@ -605,7 +650,7 @@ VOLO_UNROLL
 VOLO_UNROLL
         for (int32_t sc = 0; sc < 5; ++sc)
         {
-            load4(vBase + (sr * rw + sc) * kVoloHeadDim, v[sc]);
+            load4(vBase + (sr * rws + sc) * kVoloHeadDim, v[sc]);
         }
 VOLO_UNROLL
         for (int32_t ry = 0; ry < 3; ++ry)

@@ -141,7 +141,6 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
     int32_t tile, int32_t head, std::vector<float>& sP, std::vector<float>& sV)
 {
     using namespace volo;
-    constexpr int32_t kChunk = 16 / static_cast<int32_t>(sizeof(T));
     int32_t const tileY = tile / plan.tilesX;
     int32_t const cy0 = tileY * plan.tcy;
     int32_t const cx0 = (tile - tileY * plan.tilesX) * plan.tcx;
@@ -154,19 +153,23 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
     HostLd<T> const ldV{v};
     for (int32_t ry = 0; ry < plan.rh; ++ry)
     {
-        for (int32_t u = 0; u < plan.rw * (kVoloHeadDim / kChunk); ++u)
+        int64_t const rowOff = voloRowOffset(sh, b, head, y0, x0, ry);
+        for (int32_t rx = 0; rx < plan.rws; ++rx)
         {
-            int32_t const rx = u / (kVoloHeadDim / kChunk);
-            int32_t const chunk = u - rx * (kVoloHeadDim / kChunk);
-            int64_t const src = voloRegionOffset(sh, b, head, y0, x0, ry, rx, chunk, kChunk);
-            size_t const dst = static_cast<size_t>((ry * plan.rw + rx) * kVoloHeadDim + chunk * kChunk);
-            if (dst + kChunk > sV.size())
+            int32_t const gx = x0 - kVoloPad + rx;
+            bool const inside = rowOff >= 0 && gx >= 0 && gx < sh.width;
+            for (int32_t chunk = 0; chunk < kVoloLanes; ++chunk)
             {
-                return false;
-            }
-            for (int32_t i = 0; i < kChunk; ++i)
-            {
-                sV[dst + i] = src >= 0 ? ldV(src + i) : 0.F;
+                size_t const dst = static_cast<size_t>((ry * plan.rws + rx) * kVoloHeadDim + chunk * kVoloCg);
+                if (dst + kVoloCg > sV.size())
+                {
+                    return false;
+                }
+                for (int32_t i = 0; i < kVoloCg; ++i)
+                {
+                    sV[dst + i] = inside ? ldV(rowOff + static_cast<int64_t>(rx - kVoloPad) * sh.channels + chunk * kVoloCg + i)
+                                     : 0.F;
+                }
             }
         }
     }
@@ -186,10 +189,10 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
             continue;
         }
         int32_t const cg = tid - cell * kVoloLanes;
-        int32_t const mL = cell / plan.tcx;
+        int32_t const mL = divSmall(cell, plan.invTcx);
         int32_t const nL = cell - mL * plan.tcx;
         float acc[2][2][4];
-        voloCellAccumulate(sP.data(), sV.data(), plan.rw, plan.tcx, mL, nL, cg, acc);
+        voloCellAccumulate(sP.data(), sV.data(), plan.rws, plan.tcx, mL, nL, cg, acc);
         for (int32_t py = 0; py < 2; ++py)
         {
             for (int32_t px = 0; px < 2; ++px)
@@ -220,7 +223,7 @@ template <typename T>
 bool voloImpl(void const* v, void const* attn, void* out, volo::OutlookShape const& sh, volo::VoloPlan const& plan)
 {
     std::vector<float> sP(static_cast<size_t>(plan.pFloats));
-    std::vector<float> sV(static_cast<size_t>(plan.rh) * plan.rw * volo::kVoloHeadDim);
+    std::vector<float> sV(static_cast<size_t>(plan.rh) * plan.rws * volo::kVoloHeadDim);
     for (int32_t b = 0; b < sh.batch; ++b)
     {
         for (int32_t tile = 0; tile < plan.tilesY * plan.tilesX; ++tile)
@@ -302,7 +305,7 @@ extern "C" int volo_outlook_host_volo(void const* v, void const* attn, void* out
     }
     volo::VoloPlan const plan = volo::planVolo(sh, maxCells > 0 ? maxCells : volo::kVoloMaxCells,
         smemBudget > 0 ? smemBudget : volo::kVoloSmemBudget);
-    if (plan.smemBytes == 0)
+    if (plan.smemBytes == 0 || !volo::voloGridFits(sh, plan))
     {
         return 2;
     }

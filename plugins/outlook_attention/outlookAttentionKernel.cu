@@ -34,6 +34,7 @@ constexpr int64_t kSMEM_BUDGET = 48 * 1024;
 constexpr int32_t kGENERIC_THREADS = 256;
 constexpr int32_t kVERSION = 10100; // 1.1.0: VOLO path
 constexpr int32_t kVOLO_MAX_CELLS = kVoloMaxCells;
+static_assert(kVoloRowPixels >= 2 * kVOLO_MAX_CELLS + 3, "a row of the v region is one unrolled step");
 constexpr int64_t kVOLO_SMEM_BUDGET = kVoloSmemBudget;
 constexpr int32_t kVOLO_MAX_THREADS = (kVOLO_MAX_CELLS * kVOLO_MAX_CELLS * kVoloLanes + 31) / 32 * 32; // 416
 
@@ -211,45 +212,44 @@ struct GlobalLoad
     }
 };
 
-//! Stages the v region of the tile (this head) into sV as FP32: warp w takes region rows w, w + warps,
-//! ...; its lanes take (column, 16-byte chunk) pairs, so there is no runtime division per element.
+//! Stages the v region of the tile (this head) into sV as FP32. Warp w takes region rows w, w + warps,
+//! ...; lane = (column offset 0..3, 4-channel chunk 0..7): a quarter warp fills one pixel's 128
+//! contiguous bytes (conflict-free). All columns of a row are unrolled (rows are padded to a multiple
+//! of kVoloRowPixels in sV, so every store is unconditional) and their loads are in flight together.
 template <typename T>
 __device__ __forceinline__ void voloStageV(T const* __restrict__ v, OutlookShape const& sh, VoloPlan const& plan,
     int32_t b, int32_t head, int32_t y0, int32_t x0, float* sV)
 {
-    constexpr int32_t kChunk = 16 / static_cast<int32_t>(sizeof(T)); // channels per 16-byte load
-    constexpr int32_t kChunks = kVoloHeadDim / kChunk;
-    using C = Chunk<16>;
+    using C = Chunk<kVoloCg * static_cast<int32_t>(sizeof(T))>;
     int32_t const lane = static_cast<int32_t>(threadIdx.x) & 31;
+    int32_t const chunk = lane & 7;
+    int32_t const col0 = lane >> 3;
     int32_t const warps = static_cast<int32_t>(blockDim.x) >> 5;
+    int32_t const steps = (plan.rw + 3) >> 2;
+#pragma unroll 1
     for (int32_t ry = static_cast<int32_t>(threadIdx.x) >> 5; ry < plan.rh; ry += warps)
     {
-        for (int32_t u = lane; u < plan.rw * kChunks; u += 32)
+        int64_t const rowOff = voloRowOffset(sh, b, head, y0, x0, ry);
+        float* dst = sV + (ry * plan.rws + col0) * kVoloHeadDim + chunk * kVoloCg;
+        // Column rx = pixel x0 - 1 + rx (never dereferenced outside the image).
+        T const* src = v + (rowOff < 0 ? 0 : rowOff) + (col0 - kVoloPad) * sh.channels + chunk * kVoloCg;
+        int32_t const gx0 = x0 - kVoloPad + col0;
+        C raw[kVoloColSteps];
+#pragma unroll
+        for (int32_t k = 0; k < kVoloColSteps; ++k)
         {
-            int32_t const rx = u / kChunks;
-            int32_t const chunk = u - rx * kChunks;
-            int64_t const src = voloRegionOffset(sh, b, head, y0, x0, ry, rx, chunk, kChunk);
-            float f[kChunk];
-            if (src >= 0)
+            raw[k] = C{};
+            if (rowOff >= 0 && static_cast<uint32_t>(gx0 + 4 * k) < static_cast<uint32_t>(sh.width) && k < steps)
             {
-                C const c = *reinterpret_cast<C const*>(v + src);
-                LoadVec<T, kChunk>{}(reinterpret_cast<T const*>(&c), f);
+                raw[k] = *reinterpret_cast<C const*>(src + 4 * k * sh.channels);
             }
-            else
-            {
+        }
 #pragma unroll
-                for (int32_t i = 0; i < kChunk; ++i)
-                {
-                    f[i] = 0.F;
-                }
-            }
-            float* dst = sV + (ry * plan.rw + rx) * kVoloHeadDim + chunk * kChunk;
-#pragma unroll
-            for (int32_t i = 0; i < kChunk; i += 4)
-            {
-                float const q[4] = {f[i], f[i + 1], f[i + 2], f[i + 3]};
-                store4(dst + i, q);
-            }
+        for (int32_t k = 0; k < kVoloColSteps; ++k)
+        {
+            float f[kVoloCg];
+            LoadVec<T, kVoloCg>{}(reinterpret_cast<T const*>(&raw[k]), f);
+            store4(dst + 4 * k * kVoloHeadDim, f);
         }
     }
 }
@@ -264,13 +264,12 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
     extern __shared__ __align__(16) unsigned char smem[];
     float* sP = reinterpret_cast<float*>(smem);
     float* sV = sP + plan.pFloats;
-    int32_t const tilesPerImage = plan.tilesY * plan.tilesX;
-    int32_t const b = static_cast<int32_t>(blockIdx.x) / tilesPerImage;
-    int32_t const tile = static_cast<int32_t>(blockIdx.x) - b * tilesPerImage;
-    int32_t const head = static_cast<int32_t>(blockIdx.y);
-    int32_t const tileY = tile / plan.tilesX;
-    int32_t const cy0 = tileY * plan.tcy;
-    int32_t const cx0 = (tile - tileY * plan.tilesX) * plan.tcx;
+    // grid (tilesX, tilesY, batch * heads)
+    int32_t const bh = static_cast<int32_t>(blockIdx.z);
+    int32_t const b = bh / sh.heads;
+    int32_t const head = bh - b * sh.heads;
+    int32_t const cy0 = static_cast<int32_t>(blockIdx.y) * plan.tcy;
+    int32_t const cx0 = static_cast<int32_t>(blockIdx.x) * plan.tcx;
     int32_t const y0 = cy0 * kVoloStride;
     int32_t const x0 = cx0 * kVoloStride;
     int32_t const tid = static_cast<int32_t>(threadIdx.x);
@@ -278,6 +277,7 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
 
     voloStageV<T>(v, sh, plan, b, head, y0, x0, sV);
     GlobalLoad<T> const ldA{attn};
+#pragma unroll 1
     for (int32_t slot = tid; slot < nCells * kVoloRows; slot += static_cast<int32_t>(blockDim.x))
     {
         voloStageRow(sh, plan, b, head, cy0, cx0, slot, ldA, sP);
@@ -290,10 +290,10 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
         return;
     }
     int32_t const cg = tid - cell * kVoloLanes;
-    int32_t const mL = cell / plan.tcx;
+    int32_t const mL = divSmall(cell, plan.invTcx);
     int32_t const nL = cell - mL * plan.tcx;
     float acc[2][2][4];
-    voloCellAccumulate(sP, sV, plan.rw, plan.tcx, mL, nL, cg, acc);
+    voloCellAccumulate(sP, sV, plan.rws, plan.tcx, mL, nL, cg, acc);
     int32_t const y = y0 + 2 * mL;
     int32_t const x = x0 + 2 * nL;
     T* o = out + ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels + head * kVoloHeadDim
@@ -369,11 +369,6 @@ template <typename T>
 cudaError_t launchVolo(void const* v, void const* attn, void* out, OutlookShape const& sh, VoloPlan const& plan,
     cudaStream_t stream)
 {
-    int64_t const nBlocks = static_cast<int64_t>(sh.batch) * plan.tilesY * plan.tilesX;
-    if (nBlocks > std::numeric_limits<int32_t>::max() || sh.heads > 65535)
-    {
-        return cudaErrorInvalidValue;
-    }
     size_t const smem = static_cast<size_t>(plan.smemBytes);
     if (smem > 48 * 1024)
     {
@@ -384,7 +379,8 @@ cudaError_t launchVolo(void const* v, void const* attn, void* out, OutlookShape 
             return st;
         }
     }
-    dim3 const grid(static_cast<uint32_t>(nBlocks), static_cast<uint32_t>(sh.heads), 1);
+    dim3 const grid(static_cast<uint32_t>(plan.tilesX), static_cast<uint32_t>(plan.tilesY),
+        static_cast<uint32_t>(sh.batch * sh.heads));
     outlookVoloKernel<T><<<grid, plan.threads, smem, stream>>>(
         static_cast<T const*>(v), static_cast<T const*>(attn), static_cast<T*>(out), sh, plan);
     return cudaGetLastError();
@@ -398,7 +394,7 @@ cudaError_t launchTyped(
     if (voloPathApplies(sh) && aligned(v, 16) && aligned(out, kVoloCg * elem))
     {
         VoloPlan const vplan = planVolo(sh, kVOLO_MAX_CELLS, kVOLO_SMEM_BUDGET);
-        if (vplan.smemBytes > 0)
+        if (vplan.smemBytes > 0 && voloGridFits(sh, vplan))
         {
             return launchVolo<T>(v, attn, out, sh, vplan, stream);
         }
