@@ -12,6 +12,8 @@ The plugin sources live in ``plugins/outlook_attention`` (see its README).
 from __future__ import annotations
 
 import ctypes
+import functools
+import logging
 import math
 import os
 import re
@@ -190,6 +192,30 @@ class OutlookKernel:
         if code != 0:
             raise NativeKernelError(code, _cuda_error_message(code))
         return out
+
+
+KERNEL_LIB_ENV = "VOLO_OUTLOOK_KERNEL_LIB"
+
+
+def kernel_cache_dir(arch: str) -> Path:
+    """Per-architecture build folder of the kernel library in the user cache."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(root) / "volo_deploy" / "outlook_kernel" / f"sm_{arch}"
+
+
+@functools.lru_cache(maxsize=None)
+def default_kernel(arch: str) -> OutlookKernel:
+    """The kernel library for ``sm_<arch>``: ``$VOLO_OUTLOOK_KERNEL_LIB`` when set, else built once with
+    nvcc into :func:`kernel_cache_dir` (about a minute, on first use) and reused afterwards."""
+    env = os.environ.get(KERNEL_LIB_ENV)
+    if env:
+        return load_kernel(env)
+    build = kernel_cache_dir(arch)
+    lib = build / KERNEL_LIB
+    if not lib.is_file():
+        logging.getLogger(__name__).warning("building the outlook-attention kernel for sm_%s into %s", arch, build)
+        lib = build_kernel_library(build, archs=arch)
+    return load_kernel(lib)
 
 
 def load_kernel(path: str | os.PathLike[str]) -> OutlookKernel:
