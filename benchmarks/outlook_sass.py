@@ -112,8 +112,8 @@ def compile_sass(arch: str, workdir: Path) -> tuple[dict[str, list[Instr]], str]
     if proc.returncode != 0:
         raise RuntimeError(f"nvcc failed for sm_{arch}:\n{proc.stderr[-3000:]}")
     cuobjdump = find_tool("cuobjdump")
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(cuobjdump).parent}:{env.get('PATH', '')}"  # cuobjdump runs nvdisasm
+    env = dict(os.environ)  # cuobjdump -sass runs nvdisasm, found on PATH
+    env["PATH"] = f"{Path(cuobjdump).parent}:{Path(find_tool('nvdisasm')).parent}:{env.get('PATH', '')}"
     sass = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True, env=env)
     if sass.returncode != 0:
         raise RuntimeError(f"cuobjdump failed: {sass.stderr[-2000:]}")
