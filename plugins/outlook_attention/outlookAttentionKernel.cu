@@ -1,7 +1,12 @@
 /*
  * Fused outlook-attention core for VOLO: scale + softmax + weighted unfold + fold in one kernel.
  *
- * Tiled kernel: one block per (batch, output tile, head). It stages in shared memory
+ * VOLO kernel (k=3, stride 2, pad 1, head dim 32, compile-time geometry; see the VOLO section of
+ * outlookAttentionCommon.cuh): one block per (tile of 2x2-pixel cells, image x head) stages the v
+ * region as FP32 and each softmax row of the tile once, then one thread per (cell, 4 channels)
+ * computes its 4 pixels from registers (25 + 27 128-bit shared loads, 324 FMAs).
+ *
+ * Tiled kernel (other shapes): one block per (batch, output tile, head). It stages in shared memory
  *   P  the softmaxed attention (float) of every window covering the tile, and
  *   vs the v pixels read by those windows (stored type, zero outside the image),
  * then each thread gathers VEC channels of one output pixel over the covering windows with
