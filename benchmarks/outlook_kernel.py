@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Anchors of the core alone on an H200, batch 64 FP16 (issue 11): eager unfold/fold and torch.compile.
+ANCHOR_EAGER_MS, ANCHOR_COMPILE_MS = 1.364, 0.596
 H200_HBM_BPS = 4.3e12  # the H200 roofline figure used throughout (HBM3e; datasheet peak 4.8 TB/s)
 L2_FACTOR = 4
 
@@ -170,8 +172,12 @@ def bench_dtype(kernel, dtype, args, bw: float, l2: int) -> None:
         print(f"{name:5} {impl:14} {ms * 1e3:9.1f} us {ms * 1e-3 / (one / bw):7.2f}x roof "
               f"{ms * 1e-3 / (one / H200_HBM_BPS):7.2f}x 4.3TB/s  [{how}]")
     summary = ", ".join(f"{k} / ours = {v / results['ours']:.1f}x" for k, v in results.items() if k != "ours")
+    anchors = ""
+    if dtype == torch.float16 and args.batch == 64:
+        anchors = (f"; anchors: eager {ANCHOR_EAGER_MS} ms = {ANCHOR_EAGER_MS / results['ours']:.0f}x ours, "
+                   f"compile {ANCHOR_COMPILE_MS} ms = {ANCHOR_COMPILE_MS / results['ours']:.0f}x ours")
     print(f"{name}: ours {results['ours'] * 1e3:.1f} us = {results['ours'] * 1e-3 / (one / H200_HBM_BPS):.2f}x "
-          f"the 4.3 TB/s roofline; {summary}")
+          f"the 4.3 TB/s roofline; {summary}{anchors}")
 
 
 def main(argv: list[str] | None = None) -> int:

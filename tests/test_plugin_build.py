@@ -161,3 +161,22 @@ def test_build_reports_missing_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(NativeBuildError, match="cmake not found"):
         build_kernel_library(tmp_path)
+
+
+def test_gpu_check_script_parses_and_its_python_snippets_compile() -> None:
+    """scripts/gpu_check.sh cannot run here (no GPU): check its bash syntax, every inline ``-c`` snippet
+    and every Python script it calls (they must at least compile)."""
+    import re
+
+    script = REPO / "scripts" / "gpu_check.sh"
+    if shutil.which("bash"):
+        _run(["bash", "-n", str(script)])
+    text = script.read_text()
+    snippets = re.findall(r'"\$PY" -c "(.*?)"(?=[ \n])', text, flags=re.S)
+    assert len(snippets) >= 4
+    for code in snippets:
+        compile(code, "gpu_check.sh snippet", "exec")
+    scripts = set(re.findall(r"(benchmarks/\w+\.py)", text))
+    assert {"benchmarks/outlook_kernel.py", "benchmarks/volo_cuda_e2e.py"} <= scripts
+    for rel in scripts:
+        compile((REPO / rel).read_text(), rel, "exec")

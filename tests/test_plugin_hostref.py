@@ -22,16 +22,22 @@ def hostref(tmp_path_factory: pytest.TempPathFactory) -> HostReference:
     return HostReference(build_host_reference(tmp_path_factory.mktemp("hostref")))
 
 
-def _inputs(b: int, hh: int, ww: int, heads: int, hd: int, p: OutlookParams, seed: int = 0):
+def _inputs(b: int, hh: int, ww: int, heads: int, hd: int, p: OutlookParams, seed: int = 0, dtype=np.float32):
+    """(v, attn) in ``dtype`` and the float64 reference computed from those very (rounded) values."""
     g = torch.Generator().manual_seed(seed)
     h, w = -(-hh // p.stride), -(-ww // p.stride)
-    v = torch.randn(b, hh, ww, heads * hd, generator=g, dtype=torch.float64)
-    attn = 3 * torch.randn(b, h, w, heads * p.kernel_size**4, generator=g, dtype=torch.float64)
-    ref = outlook_core_reference(v, attn, p).float().numpy()
-    return v.float().numpy(), attn.float().numpy(), ref
+    tdtype = torch.float16 if dtype == np.float16 else torch.float32
+    v = torch.randn(b, hh, ww, heads * hd, generator=g, dtype=torch.float64).to(tdtype)
+    attn = (3 * torch.randn(b, h, w, heads * p.kernel_size**4, generator=g, dtype=torch.float64)).to(tdtype)
+    ref = outlook_core_reference(v.double(), attn.double(), p).numpy()
+    return v.numpy(), attn.numpy(), ref
+
+
+TOL_BY_DTYPE = {np.float32: RTOL, np.float16: 2e-3}  # fp16: one rounding of the output (2^-11)
 
 
 def _rel(out: np.ndarray, ref: np.ndarray) -> float:
+    out = out.astype(np.float64)
     return float(np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-30))
 
 
@@ -53,36 +59,41 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"b{c[0]}_{c[1]}x{c[2]}_h{c[3]}_d{c[4]}_k{c[5]['kernel_size']}s{c[5]['stride']}p{c[5]['padding']}")
-def test_host_tiled_matches_reference(hostref: HostReference, case) -> None:
+def test_host_tiled_matches_reference(hostref: HostReference, case, dtype) -> None:
     b, hh, ww, heads, hd, kw = case
     p = OutlookParams(num_heads=heads, scale=hd**-0.5, **kw)
-    v, attn, ref = _inputs(b, hh, ww, heads, hd, p)
+    v, attn, ref = _inputs(b, hh, ww, heads, hd, p, dtype=dtype)
     # Default plan, then tiny tiles (every tile border / halo path), then every channel vector width.
     for max_cells in (8, 1, 2, 3):
         for vec in (1, 2, 4):
             if hd % vec:
                 continue
             out, plan = hostref.tiled(v, attn, p, max_cells=max_cells, vec=vec)
-            assert max(plan) <= max_cells
-            assert _rel(out, ref) <= RTOL, (max_cells, vec, plan, _rel(out, ref))
+            assert max(plan) <= max_cells and out.dtype == dtype
+            assert _rel(out, ref) <= TOL_BY_DTYPE[dtype], (max_cells, vec, plan, _rel(out, ref))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("case", CASES[:4] + CASES[6:], ids=lambda c: f"{c[1]}x{c[2]}_k{c[5]['kernel_size']}s{c[5]['stride']}")
-def test_host_direct_matches_reference(hostref: HostReference, case) -> None:
+def test_host_direct_matches_reference(hostref: HostReference, case, dtype) -> None:
     b, hh, ww, heads, hd, kw = case
     p = OutlookParams(num_heads=heads, scale=hd**-0.5, **kw)
-    v, attn, ref = _inputs(b, hh, ww, heads, hd, p, seed=1)
-    assert _rel(hostref.direct(v, attn, p), ref) <= RTOL
+    v, attn, ref = _inputs(b, hh, ww, heads, hd, p, seed=1, dtype=dtype)
+    out = hostref.direct(v, attn, p)
+    assert out.dtype == dtype and _rel(out, ref) <= TOL_BY_DTYPE[dtype]
 
 
-def test_volo_d1_plan_fits_48k(hostref: HostReference) -> None:
-    """VOLO-D1 stage-1 shape with FP32 smem sizing: 10x10-pixel tiles fit the 48 KiB budget."""
+@pytest.mark.parametrize("dtype, cells", [(np.float32, (5, 5)), (np.float16, (7, 7))], ids=["fp32", "fp16"])
+def test_tiled_d1_plan_fits_48k(hostref: HostReference, dtype, cells) -> None:
+    """The tiled path's plan for the VOLO-D1 stage-1 shape (taken when the VOLO path cannot, e.g. a
+    misaligned v): FP32 smem sizing gives 10x10-pixel tiles in 48 KiB, FP16 14x14."""
     p = OutlookParams(3, 1, 2, 6, 32**-0.5)
-    v, attn, ref = _inputs(1, 28, 28, 6, 32, p, seed=2)
+    v, attn, ref = _inputs(1, 28, 28, 6, 32, p, seed=2, dtype=dtype)
     out, plan = hostref.tiled(v, attn, p, vec=4)
-    assert plan == (5, 5)  # FP32: 10x10-pixel tiles fit in 48 KiB (FP16 gets 7x7, see the GPU test)
-    assert _rel(out, ref) <= RTOL
+    assert plan == cells
+    assert _rel(out, ref) <= TOL_BY_DTYPE[dtype]
 
 
 def test_plan_that_does_not_fit_is_reported(hostref: HostReference) -> None:
@@ -124,19 +135,13 @@ VOLO_PATH_CASES = [
 def test_host_volo_path_matches_reference(hostref: HostReference, case, dtype) -> None:
     b, hh, ww, heads = case
     p = OutlookParams(3, 1, 2, heads, 32**-0.5)
-    g = torch.Generator().manual_seed(hh * 100 + ww)
-    h, w = -(-hh // 2), -(-ww // 2)
-    v = torch.randn(b, hh, ww, heads * 32, generator=g).to(torch.float16 if dtype == np.float16 else torch.float32)
-    attn = (3 * torch.randn(b, h, w, heads * 81, generator=g)).to(v.dtype)
-    # Ground truth in float64 from the same (rounded) inputs the kernel sees.
-    ref = outlook_core_reference(v.double(), attn.double(), p).numpy()
-    out, plan = hostref.volo(v.numpy(), attn.numpy(), p)
+    v, attn, ref = _inputs(b, hh, ww, heads, 32, p, seed=hh * 100 + ww, dtype=dtype)
+    out, plan = hostref.volo(v, attn, p)
     assert out.dtype == dtype
     cells = (-(-hh // 2), -(-ww // 2))
     assert plan.tcy * plan.tiles_y >= cells[0] and plan.tcx * plan.tiles_x >= cells[1]
     assert plan.tcy <= 7 and plan.tcx <= 7 and plan.threads % 32 == 0 and plan.threads <= 416
-    tol = 2e-3 if dtype == np.float16 else 1e-5  # fp16: one rounding of the output (2^-11)
-    assert _rel(out.astype(np.float64), ref) <= tol, _rel(out.astype(np.float64), ref)
+    assert _rel(out, ref) <= TOL_BY_DTYPE[dtype], _rel(out, ref)
 
 
 def test_host_volo_plan_d1_stage1(hostref: HostReference) -> None:

@@ -239,35 +239,38 @@ class VoloPlan:
 
 
 class HostReference:
-    """CPU replay of the kernel (same index code), float32 numpy arrays; for tests without a GPU."""
+    """CPU replay of the kernel (same index code), float32 or float16 numpy arrays; for tests without a GPU."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._lib = ctypes.CDLL(str(path))
-        common = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 10 + [ctypes.c_float]
+        common = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 11 + [ctypes.c_float]  # ..., out, dtype, sizes, scale
         self._lib.volo_outlook_host_tiled.argtypes = common + [ctypes.c_longlong, ctypes.c_int, ctypes.c_int,
                                                                ctypes.c_void_p]
         self._lib.volo_outlook_host_tiled.restype = ctypes.c_int
         self._lib.volo_outlook_host_direct.argtypes = common
         self._lib.volo_outlook_host_direct.restype = ctypes.c_int
         fn = self._lib.volo_outlook_host_volo
-        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 11 + [ctypes.c_float, ctypes.c_int, ctypes.c_longlong,
-                                                                      ctypes.c_void_p]
+        fn.argtypes = common + [ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p]
         fn.restype = ctypes.c_int
 
     def _args(self, v: Any, attn: Any, params: Any) -> tuple[Any, list[Any]]:
+        """Contiguous float32 or float16 copies (float16 when ``v`` is float16) and the common C arguments."""
         import numpy as np
 
-        v = np.ascontiguousarray(v, dtype=np.float32)
-        attn = np.ascontiguousarray(attn, dtype=np.float32)
+        dtype = np.float16 if np.asarray(v).dtype == np.float16 else np.float32
+        v = np.ascontiguousarray(v, dtype=dtype)
+        attn = np.ascontiguousarray(attn, dtype=dtype)
         out = np.zeros_like(v)
         b, hh, ww, c = v.shape
-        args = [v.ctypes.data, attn.ctypes.data, out.ctypes.data, b, hh, ww, c, attn.shape[1], attn.shape[2],
-                params.kernel_size, params.padding, params.stride, params.num_heads, float(params.scale)]
+        args = [v.ctypes.data, attn.ctypes.data, out.ctypes.data, int(dtype == np.float16), b, hh, ww, c,
+                attn.shape[1], attn.shape[2], params.kernel_size, params.padding, params.stride, params.num_heads,
+                float(params.scale)]
         return (v, attn, out), args
 
     def tiled(self, v: Any, attn: Any, params: Any, smem_budget: int = 48 * 1024, max_cells: int = 8,
               vec: int = 1) -> tuple[Any, tuple[int, int]]:
-        """Tiled algorithm of the CUDA kernel; returns (out, (cells_y, cells_x) per tile)."""
+        """Tiled algorithm of the CUDA kernel (float32 or float16 arrays, smem sized for the dtype);
+        returns (out, (cells_y, cells_x) per tile)."""
         import numpy as np
 
         keep, args = self._args(v, attn, params)
@@ -285,23 +288,16 @@ class HostReference:
         """
         import numpy as np
 
-        dtype = np.float16 if np.asarray(v).dtype == np.float16 else np.float32
-        v = np.ascontiguousarray(v, dtype=dtype)
-        attn = np.ascontiguousarray(attn, dtype=dtype)
-        out = np.zeros_like(v)
-        b, hh, ww, c = v.shape
+        keep, args = self._args(v, attn, params)
         plan = np.zeros(7, dtype=np.int32)
-        code = self._lib.volo_outlook_host_volo(
-            v.ctypes.data, attn.ctypes.data, out.ctypes.data, int(dtype == np.float16), b, hh, ww, c, attn.shape[1],
-            attn.shape[2], params.kernel_size, params.padding, params.stride, params.num_heads, float(params.scale),
-            max_cells, smem_budget, plan.ctypes.data,
-        )
+        code = self._lib.volo_outlook_host_volo(*args, max_cells, smem_budget, plan.ctypes.data)
+        out = keep[2]
         if code != 0:
             raise ValueError(f"host reference (VOLO path) rejected the arguments (code {code})")
         return out, VoloPlan(*(int(x) for x in plan))
 
     def direct(self, v: Any, attn: Any, params: Any) -> Any:
-        """Direct algorithm of the generic kernel."""
+        """Direct algorithm of the generic kernel (float32 or float16 arrays)."""
         keep, args = self._args(v, attn, params)
         if self._lib.volo_outlook_host_direct(*args) != 0:
             raise ValueError("host reference rejected the arguments")

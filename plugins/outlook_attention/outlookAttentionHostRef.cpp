@@ -2,8 +2,8 @@
  * Host (CPU) replay of the outlook-attention kernels, compiled from the same index code
  * (outlookAttentionCommon.cuh) with a plain C++ compiler. Used by the tests to check the tiling,
  * window ranges and staging against the PyTorch reference without a GPU. The VOLO path replays
- * FP32 and FP16 (inputs converted to float at staging, output rounded to half once, as on the GPU);
- * the older tiled and direct paths replay FP32.
+ * FP32 and FP16 (inputs converted to float at staging, output rounded to half once, as on the GPU),
+ * and so do the tiled and direct paths.
  *
  *   g++ -std=c++17 -O2 -shared -fPIC outlookAttentionHostRef.cpp -o libvolo_outlook_hostref.so
  */
@@ -29,80 +29,6 @@ struct HostLoadVec
         }
     }
 };
-
-template <int32_t VEC, int32_t KT>
-bool tiledImpl(float const* v, float const* attn, float* out, volo::OutlookShape const& sh, volo::TilePlan const& plan)
-{
-    std::vector<float> sP(static_cast<size_t>(plan.pFloats));
-    std::vector<float> sV(static_cast<size_t>(plan.vElems));
-    int32_t const s = sh.stride;
-    int32_t const ty = plan.ci * s;
-    int32_t const tx = plan.cj * s;
-    int32_t const k = sh.k;
-    int32_t const kk = k * k;
-    int32_t const nv = sh.headDim / VEC;
-    HostLoadVec<VEC> const loadVec;
-    for (int32_t b = 0; b < sh.batch; ++b)
-    {
-        for (int32_t tile = 0; tile < plan.tilesY * plan.tilesX; ++tile)
-        {
-            for (int32_t head = 0; head < sh.heads; ++head)
-            {
-                int32_t const y0 = (tile / plan.tilesX) * ty;
-                int32_t const x0 = (tile % plan.tilesX) * tx;
-                volo::TileGeom const g = volo::makeTile(sh, y0, x0, ty, tx);
-                // The plan's smem sizes must bound every tile (the kernel has no such check).
-                if (static_cast<int64_t>(g.nwy) * g.nwx * kk * kk > plan.pFloats
-                    || static_cast<int64_t>(g.rh) * g.rw * sh.headDim > plan.vElems)
-                {
-                    return false;
-                }
-                // Poison the staging buffers: every value read must have been staged.
-                std::fill(sP.begin(), sP.end(), 1e30F);
-                std::fill(sV.begin(), sV.end(), 1e30F);
-                int32_t const nLogits = g.nwy * g.nwx * kk * kk;
-                for (int32_t e = 0; e < nLogits; ++e)
-                {
-                    sP[static_cast<size_t>(e)] = attn[volo::logitIndex(sh, g, b, head, e)];
-                }
-                for (int32_t t = 0; t < g.rh * g.rw * nv; ++t)
-                {
-                    int64_t const src = volo::vRegionIndex(sh, g, b, head, VEC, t);
-                    for (int32_t i = 0; i < VEC; ++i)
-                    {
-                        sV[static_cast<size_t>(t) * VEC + i] = src >= 0 ? v[src + i] : 0.F;
-                    }
-                }
-                for (int32_t r = 0; r < g.nwy * g.nwx * kk; ++r)
-                {
-                    volo::softmaxRow(sP.data() + r * kk, kk, sh.scale);
-                }
-                for (int32_t t = 0; t < ty * tx * nv; ++t)
-                {
-                    int32_t dy = 0;
-                    int32_t dx = 0;
-                    int32_t cv = 0;
-                    volo::decodeTask(t, plan.ci, plan.cj, s, nv, dy, dx, cv);
-                    int32_t const y = y0 + dy;
-                    int32_t const x = x0 + dx;
-                    if (y >= sh.height || x >= sh.width)
-                    {
-                        continue;
-                    }
-                    float acc[VEC];
-                    volo::accumulatePixel<VEC, KT>(sh, g, sP.data(), sV.data(), y, x, cv * VEC, acc, loadVec);
-                    int64_t const dst = ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels
-                        + static_cast<int64_t>(head) * sh.headDim + cv * VEC;
-                    for (int32_t i = 0; i < VEC; ++i)
-                    {
-                        out[dst + i] = acc[i];
-                    }
-                }
-            }
-        }
-    }
-    return true;
-}
 
 //! Element loader of the replay: float, or IEEE half bits converted like __half2float.
 template <typename T>
@@ -133,6 +59,84 @@ T hostFromFloat(float x)
     {
         return x;
     }
+}
+
+//! Tiled kernel replay; T = float or IEEE half bits (staged values converted exactly to float,
+//! output rounded once, as the kernel's loadVec / storeVec do).
+template <typename T, int32_t VEC, int32_t KT>
+bool tiledImpl(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, volo::TilePlan const& plan)
+{
+    HostLd<T> const ldV{v};
+    HostLd<T> const ldA{attn};
+    std::vector<float> sP(static_cast<size_t>(plan.pFloats));
+    std::vector<float> sV(static_cast<size_t>(plan.vElems));
+    int32_t const s = sh.stride;
+    int32_t const ty = plan.ci * s;
+    int32_t const tx = plan.cj * s;
+    int32_t const k = sh.k;
+    int32_t const kk = k * k;
+    int32_t const nv = sh.headDim / VEC;
+    HostLoadVec<VEC> const loadVec;
+    for (int32_t b = 0; b < sh.batch; ++b)
+    {
+        for (int32_t tile = 0; tile < plan.tilesY * plan.tilesX; ++tile)
+        {
+            for (int32_t head = 0; head < sh.heads; ++head)
+            {
+                int32_t const y0 = (tile / plan.tilesX) * ty;
+                int32_t const x0 = (tile % plan.tilesX) * tx;
+                volo::TileGeom const g = volo::makeTile(sh, y0, x0, ty, tx);
+                // The plan's smem sizes must bound every tile (the kernel has no such check).
+                if (static_cast<int64_t>(g.nwy) * g.nwx * kk * kk > plan.pFloats
+                    || static_cast<int64_t>(g.rh) * g.rw * sh.headDim > plan.vElems)
+                {
+                    return false;
+                }
+                // Poison the staging buffers: every value read must have been staged.
+                std::fill(sP.begin(), sP.end(), 1e30F);
+                std::fill(sV.begin(), sV.end(), 1e30F);
+                int32_t const nLogits = g.nwy * g.nwx * kk * kk;
+                for (int32_t e = 0; e < nLogits; ++e)
+                {
+                    sP[static_cast<size_t>(e)] = ldA(volo::logitIndex(sh, g, b, head, e));
+                }
+                for (int32_t t = 0; t < g.rh * g.rw * nv; ++t)
+                {
+                    int64_t const src = volo::vRegionIndex(sh, g, b, head, VEC, t);
+                    for (int32_t i = 0; i < VEC; ++i)
+                    {
+                        sV[static_cast<size_t>(t) * VEC + i] = src >= 0 ? ldV(src + i) : 0.F;
+                    }
+                }
+                for (int32_t r = 0; r < g.nwy * g.nwx * kk; ++r)
+                {
+                    volo::softmaxRow(sP.data() + r * kk, kk, sh.scale);
+                }
+                for (int32_t t = 0; t < ty * tx * nv; ++t)
+                {
+                    int32_t dy = 0;
+                    int32_t dx = 0;
+                    int32_t cv = 0;
+                    volo::decodeTask(t, plan.ci, plan.cj, s, nv, dy, dx, cv);
+                    int32_t const y = y0 + dy;
+                    int32_t const x = x0 + dx;
+                    if (y >= sh.height || x >= sh.width)
+                    {
+                        continue;
+                    }
+                    float acc[VEC];
+                    volo::accumulatePixel<VEC, KT>(sh, g, sP.data(), sV.data(), y, x, cv * VEC, acc, loadVec);
+                    int64_t const dst = ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels
+                        + static_cast<int64_t>(head) * sh.headDim + cv * VEC;
+                    for (int32_t i = 0; i < VEC; ++i)
+                    {
+                        out[dst + i] = hostFromFloat<T>(acc[i]);
+                    }
+                }
+            }
+        }
+    }
+    return true;
 }
 
 //! One block of the VOLO kernel: same staging (chunk by chunk), softmax rows and cell threads.
@@ -255,20 +259,37 @@ bool makeShape(int batch, int height, int width, int channels, int attnH, int at
 
 } // namespace
 
-//! Tiled algorithm. Returns 0 on success, 1 for bad arguments, 2 when no tile fits `smemBudget`,
-//! 3 when a tile needs more staging than the plan reserved (a planning bug).
-//! Writes the chosen tile cells to plan_out[0..1] when plan_out is not null.
-extern "C" int volo_outlook_host_tiled(float const* v, float const* attn, float* out, int batch, int height,
+template <typename T>
+bool tiledDispatch(void const* v, void const* attn, void* out, volo::OutlookShape const& sh, volo::TilePlan const& plan,
+    int vec)
+{
+    auto const* vt = static_cast<T const*>(v);
+    auto const* at = static_cast<T const*>(attn);
+    auto* ot = static_cast<T*>(out);
+    bool const k3 = sh.k == 3;
+    switch (vec)
+    {
+    case 4: return k3 ? tiledImpl<T, 4, 3>(vt, at, ot, sh, plan) : tiledImpl<T, 4, 0>(vt, at, ot, sh, plan);
+    case 2: return k3 ? tiledImpl<T, 2, 3>(vt, at, ot, sh, plan) : tiledImpl<T, 2, 0>(vt, at, ot, sh, plan);
+    default: return k3 ? tiledImpl<T, 1, 3>(vt, at, ot, sh, plan) : tiledImpl<T, 1, 0>(vt, at, ot, sh, plan);
+    }
+}
+
+//! Tiled algorithm, dtype 0 = float32, 1 = IEEE half bits (smem sized for the dtype, like the launcher).
+//! Returns 0 on success, 1 for bad arguments, 2 when no tile fits `smemBudget`, 3 when a tile needs
+//! more staging than the plan reserved (a planning bug). Writes the chosen tile cells to
+//! plan_out[0..1] when plan_out is not null.
+extern "C" int volo_outlook_host_tiled(void const* v, void const* attn, void* out, int dtype, int batch, int height,
     int width, int channels, int attnH, int attnW, int k, int pad, int stride, int heads, float scale,
     long long smemBudget, int maxCells, int vec, int* planOut)
 {
     volo::OutlookShape sh{};
     if (!makeShape(batch, height, width, channels, attnH, attnW, k, pad, stride, heads, scale, sh) || maxCells < 1
-        || (vec != 1 && vec != 2 && vec != 4) || sh.headDim % vec != 0)
+        || (vec != 1 && vec != 2 && vec != 4) || sh.headDim % vec != 0 || (dtype != 0 && dtype != 1))
     {
         return 1;
     }
-    volo::TilePlan const plan = volo::planTiles(sh, 4, smemBudget, maxCells);
+    volo::TilePlan const plan = volo::planTiles(sh, dtype == 0 ? 4 : 2, smemBudget, maxCells);
     if (plan.smemBytes == 0)
     {
         return 2;
@@ -278,14 +299,8 @@ extern "C" int volo_outlook_host_tiled(float const* v, float const* attn, float*
         planOut[0] = plan.ci;
         planOut[1] = plan.cj;
     }
-    bool const k3 = k == 3;
-    bool ok = false;
-    switch (vec)
-    {
-    case 4: ok = k3 ? tiledImpl<4, 3>(v, attn, out, sh, plan) : tiledImpl<4, 0>(v, attn, out, sh, plan); break;
-    case 2: ok = k3 ? tiledImpl<2, 3>(v, attn, out, sh, plan) : tiledImpl<2, 0>(v, attn, out, sh, plan); break;
-    default: ok = k3 ? tiledImpl<1, 3>(v, attn, out, sh, plan) : tiledImpl<1, 0>(v, attn, out, sh, plan); break;
-    }
+    bool const ok = dtype == 0 ? tiledDispatch<float>(v, attn, out, sh, plan, vec)
+                               : tiledDispatch<uint16_t>(v, attn, out, sh, plan, vec);
     return ok ? 0 : 3;
 }
 
@@ -319,30 +334,45 @@ extern "C" int volo_outlook_host_volo(void const* v, void const* attn, void* out
     return ok ? 0 : 3;
 }
 
-//! Direct algorithm of the generic kernel (one output element at a time). Returns 0 or 1.
-extern "C" int volo_outlook_host_direct(float const* v, float const* attn, float* out, int batch, int height,
-    int width, int channels, int attnH, int attnW, int k, int pad, int stride, int heads, float scale)
+template <typename T>
+void directImpl(void const* v, void const* attn, void* out, volo::OutlookShape const& sh)
 {
-    volo::OutlookShape sh{};
-    if (!makeShape(batch, height, width, channels, attnH, attnW, k, pad, stride, heads, scale, sh))
-    {
-        return 1;
-    }
-    auto const ldV = [v](int64_t i) { return v[i]; };
-    auto const ldA = [attn](int64_t i) { return attn[i]; };
+    HostLd<T> const ldV{static_cast<T const*>(v)};
+    HostLd<T> const ldA{static_cast<T const*>(attn)};
+    auto* o = static_cast<T*>(out);
     int64_t idx = 0;
-    for (int32_t b = 0; b < batch; ++b)
+    for (int32_t b = 0; b < sh.batch; ++b)
     {
-        for (int32_t y = 0; y < height; ++y)
+        for (int32_t y = 0; y < sh.height; ++y)
         {
-            for (int32_t x = 0; x < width; ++x)
+            for (int32_t x = 0; x < sh.width; ++x)
             {
-                for (int32_t c = 0; c < channels; ++c)
+                for (int32_t c = 0; c < sh.channels; ++c)
                 {
-                    out[idx++] = volo::outlookElementDirect(sh, b, y, x, c, ldV, ldA);
+                    o[idx++] = hostFromFloat<T>(volo::outlookElementDirect(sh, b, y, x, c, ldV, ldA));
                 }
             }
         }
+    }
+}
+
+//! Direct algorithm of the generic kernel (one output element at a time), dtype as above. Returns 0 or 1.
+extern "C" int volo_outlook_host_direct(void const* v, void const* attn, void* out, int dtype, int batch, int height,
+    int width, int channels, int attnH, int attnW, int k, int pad, int stride, int heads, float scale)
+{
+    volo::OutlookShape sh{};
+    if (!makeShape(batch, height, width, channels, attnH, attnW, k, pad, stride, heads, scale, sh)
+        || (dtype != 0 && dtype != 1))
+    {
+        return 1;
+    }
+    if (dtype == 0)
+    {
+        directImpl<float>(v, attn, out, sh);
+    }
+    else
+    {
+        directImpl<uint16_t>(v, attn, out, sh);
     }
     return 0;
 }
