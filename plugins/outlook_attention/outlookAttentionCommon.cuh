@@ -630,6 +630,41 @@ VOLO_HD int64_t voloRowOffset(OutlookShape const& sh, int32_t b, int32_t head, i
         + static_cast<int64_t>(head) * kVoloHeadDim;
 }
 
+//! v staging lane mapping (kernel and replay): lane -> 4-channel chunk (0..7) and first column (0..3);
+//! step k of a lane covers region column col0 + 4k. The sV offset (floats) of that chunk in row ry,
+//! and the global offset relative to voloRowOffset (pixel x0 - 1 + rx).
+struct VoloStageLane
+{
+    int32_t chunk;
+    int32_t col0;
+};
+
+VOLO_HD VoloStageLane voloStageLane(int32_t lane)
+{
+    return VoloStageLane{lane & 7, lane >> 3};
+}
+
+VOLO_HD int32_t voloStageDst(VoloPlan const& plan, int32_t ry, VoloStageLane l, int32_t k)
+{
+    return (ry * plan.rws + l.col0 + 4 * k) * kVoloHeadDim + l.chunk * kVoloCg;
+}
+
+VOLO_HD int64_t voloStageSrc(OutlookShape const& sh, VoloStageLane l, int32_t k)
+{
+    return static_cast<int64_t>(l.col0 + 4 * k - kVoloPad) * sh.channels + l.chunk * kVoloCg;
+}
+
+//! Cell thread mapping (kernel and replay): thread tid -> cell (m', n') of the tile, channel group cg.
+//! Returns false for the padding threads past the last cell.
+VOLO_HD bool voloThreadCell(VoloPlan const& plan, int32_t tid, int32_t& mL, int32_t& nL, int32_t& cg)
+{
+    int32_t const cell = tid / kVoloLanes;
+    cg = tid - cell * kVoloLanes;
+    mL = divSmall(cell, plan.invTcx);
+    nL = cell - mL * plan.tcx;
+    return cell < plan.tcy * plan.tcx;
+}
+
 //! The 4 output pixels of cell (mL, nL), channels [4*cg, 4*cg+4): acc[py][px][c].
 //! Source rows sr = 0..4 of the cell's 5 x 5 v block are loaded once (5 x 16 bytes each) and used by
 //! every softmax row whose window covers them: 27 sP loads, 25 sV loads, 324 FMAs per thread.

@@ -154,25 +154,28 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
     // Poison: every value the cell threads read must have been staged.
     std::fill(sP.begin(), sP.end(), 1e30F);
     std::fill(sV.begin(), sV.end(), 1e30F);
+    // v staging exactly as the kernel's lanes do it (every warp-row, lane and step): anything the
+    // mapping misses stays poisoned and is caught when a cell thread reads it.
     HostLd<T> const ldV{v};
+    int32_t const steps = (plan.rw + 3) >> 2;
     for (int32_t ry = 0; ry < plan.rh; ++ry)
     {
         int64_t const rowOff = voloRowOffset(sh, b, head, y0, x0, ry);
-        for (int32_t rx = 0; rx < plan.rws; ++rx)
+        for (int32_t lane = 0; lane < 32; ++lane)
         {
-            int32_t const gx = x0 - kVoloPad + rx;
-            bool const inside = rowOff >= 0 && gx >= 0 && gx < sh.width;
-            for (int32_t chunk = 0; chunk < kVoloLanes; ++chunk)
+            VoloStageLane const l = voloStageLane(lane);
+            for (int32_t k = 0; k < kVoloColSteps; ++k)
             {
-                size_t const dst = static_cast<size_t>((ry * plan.rws + rx) * kVoloHeadDim + chunk * kVoloCg);
+                int32_t const gx = x0 - kVoloPad + l.col0 + 4 * k;
+                bool const inside = rowOff >= 0 && gx >= 0 && gx < sh.width && k < steps;
+                size_t const dst = static_cast<size_t>(voloStageDst(plan, ry, l, k));
                 if (dst + kVoloCg > sV.size())
                 {
                     return false;
                 }
                 for (int32_t i = 0; i < kVoloCg; ++i)
                 {
-                    sV[dst + i] = inside ? ldV(rowOff + static_cast<int64_t>(rx - kVoloPad) * sh.channels + chunk * kVoloCg + i)
-                                     : 0.F;
+                    sV[dst + i] = inside ? ldV(rowOff + voloStageSrc(sh, l, k) + i) : 0.F;
                 }
             }
         }
@@ -187,14 +190,13 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
     }
     for (int32_t tid = 0; tid < plan.threads; ++tid)
     {
-        int32_t const cell = tid / kVoloLanes;
-        if (cell >= nCells)
+        int32_t mL = 0;
+        int32_t nL = 0;
+        int32_t cg = 0;
+        if (!voloThreadCell(plan, tid, mL, nL, cg))
         {
             continue;
         }
-        int32_t const cg = tid - cell * kVoloLanes;
-        int32_t const mL = divSmall(cell, plan.invTcx);
-        int32_t const nL = cell - mL * plan.tcx;
         float acc[2][2][4];
         voloCellAccumulate(sP.data(), sV.data(), plan.rws, plan.tcx, mL, nL, cg, acc);
         for (int32_t py = 0; py < 2; ++py)

@@ -226,19 +226,17 @@ __device__ __forceinline__ void voloStageV(T const* __restrict__ v, OutlookShape
     int32_t b, int32_t head, int32_t y0, int32_t x0, float* sV)
 {
     using C = Chunk<kVoloCg * static_cast<int32_t>(sizeof(T))>;
-    int32_t const lane = static_cast<int32_t>(threadIdx.x) & 31;
-    int32_t const chunk = lane & 7;
-    int32_t const col0 = lane >> 3;
+    VoloStageLane const l = voloStageLane(static_cast<int32_t>(threadIdx.x) & 31);
     int32_t const warps = static_cast<int32_t>(blockDim.x) >> 5;
     int32_t const steps = (plan.rw + 3) >> 2;
 #pragma unroll 1
     for (int32_t ry = static_cast<int32_t>(threadIdx.x) >> 5; ry < plan.rh; ry += warps)
     {
         int64_t const rowOff = voloRowOffset(sh, b, head, y0, x0, ry);
-        float* dst = sV + (ry * plan.rws + col0) * kVoloHeadDim + chunk * kVoloCg;
-        // Column rx = pixel x0 - 1 + rx (never dereferenced outside the image).
-        T const* src = v + (rowOff < 0 ? 0 : rowOff) + (col0 - kVoloPad) * sh.channels + chunk * kVoloCg;
-        int32_t const gx0 = x0 - kVoloPad + col0;
+        float* dst = sV + voloStageDst(plan, ry, l, 0);
+        // Step k reads src + 4k pixels (never dereferenced outside the image).
+        T const* src = v + (rowOff < 0 ? 0 : rowOff) + voloStageSrc(sh, l, 0);
+        int32_t const gx0 = x0 - kVoloPad + l.col0;
         C raw[kVoloColSteps];
 #pragma unroll
         for (int32_t k = 0; k < kVoloColSteps; ++k)
@@ -289,14 +287,13 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
     }
     __syncthreads();
 
-    int32_t const cell = tid / kVoloLanes;
-    if (cell >= nCells)
+    int32_t mL = 0;
+    int32_t nL = 0;
+    int32_t cg = 0;
+    if (!voloThreadCell(plan, tid, mL, nL, cg))
     {
         return;
     }
-    int32_t const cg = tid - cell * kVoloLanes;
-    int32_t const mL = divSmall(cell, plan.invTcx);
-    int32_t const nL = cell - mL * plan.tcx;
     float acc[2][2][4];
     voloCellAccumulate(sP, sV, plan.rws, plan.tcx, mL, nL, cg, acc);
     int32_t const y = y0 + 2 * mL;
