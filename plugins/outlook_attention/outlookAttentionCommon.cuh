@@ -500,10 +500,26 @@ VOLO_HD int32_t voloPix(int32_t q)
     return q == 0 ? 0 : 1;
 }
 
-//! True for the shapes of the VOLO path (the launcher also needs aligned pointers).
+//! True for the shapes of the VOLO path (the launcher also needs aligned pointers). Offsets within one
+//! (image, head) are 32-bit: one image of v or attn must stay below 2^30 elements.
 VOLO_HD bool voloPathApplies(OutlookShape const& sh)
 {
-    return sh.k == kVoloK && sh.stride == kVoloStride && sh.pad == kVoloPad && sh.headDim == kVoloHeadDim;
+    int64_t const imageV = static_cast<int64_t>(sh.height) * sh.width * sh.channels;
+    int64_t const imageA = static_cast<int64_t>(sh.attnH) * sh.attnW * sh.heads * 81;
+    return sh.k == kVoloK && sh.stride == kVoloStride && sh.pad == kVoloPad && sh.headDim == kVoloHeadDim
+        && imageV < (int64_t{1} << 30) && imageA < (int64_t{1} << 30);
+}
+
+//! Element offset of (image b, head) in v / out (channel 0 of the head at pixel (0, 0)).
+VOLO_HD int64_t voloImageBase(OutlookShape const& sh, int32_t b, int32_t head)
+{
+    return static_cast<int64_t>(b) * sh.height * sh.width * sh.channels + static_cast<int64_t>(head) * kVoloHeadDim;
+}
+
+//! Element offset of (image b, head) in attn (logit 0 of the head in window (0, 0)).
+VOLO_HD int64_t voloAttnBase(OutlookShape const& sh, int32_t b, int32_t head)
+{
+    return static_cast<int64_t>(b) * sh.attnH * sh.attnW * sh.heads * 81 + static_cast<int64_t>(head) * 81;
 }
 
 struct VoloPlan
@@ -556,11 +572,11 @@ VOLO_HD bool voloGridFits(OutlookShape const& sh, VoloPlan const& plan)
 }
 
 //! Stage softmax row `slot` (= cell * 9 + r, cell = m' * tcx + n') of tile (cy0, cx0) into sP.
-//! `ldA(index)` returns logit `index` of attn as float. Exponentials in base 2 of pre-scaled logits:
+//! `ldA(index)` returns logit `index` (32-bit, from voloAttnBase of this image and head) as float. Exponentials in base 2 of pre-scaled logits:
 //! one FMUL, FMNMX, FADD and MUFU.EX2 per logit, one MUFU.RCP per row.
 template <typename LdA>
-VOLO_HD void voloStageRow(OutlookShape const& sh, VoloPlan const& plan, int32_t b, int32_t head, int32_t cy0,
-    int32_t cx0, int32_t slot, LdA ldA, float* sP)
+VOLO_HD void voloStageRow(
+    OutlookShape const& sh, VoloPlan const& plan, int32_t cy0, int32_t cx0, int32_t slot, LdA ldA, float* sP)
 {
     int32_t const cell = slot / kVoloRows;
     int32_t const r = slot - cell * kVoloRows;
@@ -575,8 +591,7 @@ VOLO_HD void voloStageRow(OutlookShape const& sh, VoloPlan const& plan, int32_t 
     if (wy < sh.attnH && wx < sh.attnW)
     {
         int32_t const d = voloOutPos(ry) * 3 + voloOutPos(rx);
-        int64_t const row = ((static_cast<int64_t>(b) * sh.attnH + wy) * sh.attnW + wx) * (sh.heads * 81)
-            + head * 81 + d * 9;
+        int32_t const row = (wy * sh.attnW + wx) * (sh.heads * 81) + d * 9;
         float const scale = sh.scale * 1.4426950408889634F; // log2(e)
         float m = -INFINITY;
 VOLO_UNROLL
@@ -615,19 +630,17 @@ VOLO_UNROLL
     }
 }
 
-//! v staging: region row `ry` of tile origin (y0, x0), head `head`. Returns the global offset of
-//! channel 0 of this head at pixel (y0 - 1 + ry, x0), or -1 for a row outside the image (staged as
-//! zeros). Region column rx is pixel x0 - 1 + rx: offset + (rx - 1) * channels; columns outside the
-//! image are zeros too.
-VOLO_HD int64_t voloRowOffset(OutlookShape const& sh, int32_t b, int32_t head, int32_t y0, int32_t x0, int32_t ry)
+//! v staging: region row `ry` of tile origin (y0, x0). Returns the offset (from voloImageBase) of
+//! pixel (y0 - 1 + ry, x0), or -1 for a row outside the image (staged as zeros). Region column rx is
+//! pixel x0 - 1 + rx; columns outside the image are zeros too.
+VOLO_HD int32_t voloRowOffset(OutlookShape const& sh, int32_t y0, int32_t x0, int32_t ry)
 {
     int32_t const gy = y0 - kVoloPad + ry;
     if (gy < 0 || gy >= sh.height)
     {
         return -1;
     }
-    return ((static_cast<int64_t>(b) * sh.height + gy) * sh.width + x0) * sh.channels
-        + static_cast<int64_t>(head) * kVoloHeadDim;
+    return (gy * sh.width + x0) * sh.channels;
 }
 
 //! v staging lane mapping (kernel and replay): lane -> 4-channel chunk (0..7) and first column (0..3);
@@ -649,9 +662,9 @@ VOLO_HD int32_t voloStageDst(VoloPlan const& plan, int32_t ry, VoloStageLane l, 
     return (ry * plan.rws + l.col0 + 4 * k) * kVoloHeadDim + l.chunk * kVoloCg;
 }
 
-VOLO_HD int64_t voloStageSrc(OutlookShape const& sh, VoloStageLane l, int32_t k)
+VOLO_HD int32_t voloStageSrc(OutlookShape const& sh, VoloStageLane l, int32_t k)
 {
-    return static_cast<int64_t>(l.col0 + 4 * k - kVoloPad) * sh.channels + l.chunk * kVoloCg;
+    return (l.col0 + 4 * k - kVoloPad) * sh.channels + l.chunk * kVoloCg;
 }
 
 //! Cell thread mapping (kernel and replay): thread tid -> cell (m', n') of the tile, channel group cg.
@@ -681,23 +694,33 @@ VOLO_UNROLL
 VOLO_UNROLL
     for (int32_t sr = 0; sr < 5; ++sr)
     {
+        // Columns 0..2 serve the rows of windows n (rx = 0, 1), columns 2..4 those of window n+1 (rx = 2):
+        // the second group reuses column 2 and the registers of columns 0..1 (12 live v registers, not 20).
         float v[5][4];
 VOLO_UNROLL
-        for (int32_t sc = 0; sc < 5; ++sc)
+        for (int32_t sc = 0; sc < 3; ++sc)
         {
             load4(vBase + (sr * rws + sc) * kVoloHeadDim, v[sc]);
         }
 VOLO_UNROLL
-        for (int32_t ry = 0; ry < 3; ++ry)
+        for (int32_t rx = 0; rx < 3; ++rx)
         {
-            int32_t const ei = sr - 2 * voloWinOff(ry);
-            if (ei < 0 || ei > 2)
+            if (rx == 2)
             {
-                continue;
+VOLO_UNROLL
+                for (int32_t sc = 3; sc < 5; ++sc)
+                {
+                    load4(vBase + (sr * rws + sc) * kVoloHeadDim, v[sc]);
+                }
             }
 VOLO_UNROLL
-            for (int32_t rx = 0; rx < 3; ++rx)
+            for (int32_t ry = 0; ry < 3; ++ry)
             {
+                int32_t const ei = sr - 2 * voloWinOff(ry);
+                if (ei < 0 || ei > 2)
+                {
+                    continue;
+                }
                 float w[4];
                 load4(pCell + ((ry * 3 + rx) * 3 + ei) * 4, w);
                 float(&a)[4] = acc[voloPix(ry)][voloPix(rx)];

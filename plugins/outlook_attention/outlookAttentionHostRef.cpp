@@ -156,11 +156,11 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
     std::fill(sV.begin(), sV.end(), 1e30F);
     // v staging exactly as the kernel's lanes do it (every warp-row, lane and step): anything the
     // mapping misses stays poisoned and is caught when a cell thread reads it.
-    HostLd<T> const ldV{v};
+    HostLd<T> const ldV{v + voloImageBase(sh, b, head)};
     int32_t const steps = (plan.rw + 3) >> 2;
     for (int32_t ry = 0; ry < plan.rh; ++ry)
     {
-        int64_t const rowOff = voloRowOffset(sh, b, head, y0, x0, ry);
+        int32_t const rowOff = voloRowOffset(sh, y0, x0, ry);
         for (int32_t lane = 0; lane < 32; ++lane)
         {
             VoloStageLane const l = voloStageLane(lane);
@@ -186,7 +186,7 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
     }
     for (int32_t slot = 0; slot < nCells * kVoloRows; ++slot)
     {
-        voloStageRow(sh, plan, b, head, cy0, cx0, slot, HostLd<T>{attn}, sP.data());
+        voloStageRow(sh, plan, cy0, cx0, slot, HostLd<T>{attn + voloAttnBase(sh, b, head)}, sP.data());
     }
     for (int32_t tid = 0; tid < plan.threads; ++tid)
     {
@@ -209,8 +209,8 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
                 {
                     continue;
                 }
-                int64_t const dst = ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels
-                    + static_cast<int64_t>(head) * kVoloHeadDim + cg * kVoloCg;
+                int64_t const dst
+                    = voloImageBase(sh, b, head) + ((y * sh.width + x) * sh.channels + cg * kVoloCg);
                 for (int32_t c = 0; c < kVoloCg; ++c)
                 {
                     if (std::fabs(acc[py][px][c]) > 1e29F)

@@ -217,13 +217,30 @@ struct GlobalLoad
     }
 };
 
+//! Stores 4 channels with one 16-byte (FP32) or 8-byte (FP16) store.
+template <typename T>
+__device__ __forceinline__ void store4Out(T* p, float const (&a)[4])
+{
+    if constexpr (std::is_same_v<T, __half>)
+    {
+        __half2 const h0 = __floats2half2_rn(a[0], a[1]);
+        __half2 const h1 = __floats2half2_rn(a[2], a[3]);
+        *reinterpret_cast<uint2*>(p)
+            = make_uint2(*reinterpret_cast<uint32_t const*>(&h0), *reinterpret_cast<uint32_t const*>(&h1));
+    }
+    else
+    {
+        *reinterpret_cast<float4*>(p) = make_float4(a[0], a[1], a[2], a[3]);
+    }
+}
+
 //! Stages the v region of the tile (this head) into sV as FP32. Warp w takes region rows w, w + warps,
 //! ...; lane = (column offset 0..3, 4-channel chunk 0..7): a quarter warp fills one pixel's 128
 //! contiguous bytes (conflict-free). All columns of a row are unrolled (rows are padded to a multiple
 //! of kVoloRowPixels in sV, so every store is unconditional) and their loads are in flight together.
 template <typename T>
-__device__ __forceinline__ void voloStageV(T const* __restrict__ v, OutlookShape const& sh, VoloPlan const& plan,
-    int32_t b, int32_t head, int32_t y0, int32_t x0, float* sV)
+__device__ __forceinline__ void voloStageV(
+    T const* __restrict__ vImg, OutlookShape const& sh, VoloPlan const& plan, int32_t y0, int32_t x0, float* sV)
 {
     using C = Chunk<kVoloCg * static_cast<int32_t>(sizeof(T))>;
     VoloStageLane const l = voloStageLane(static_cast<int32_t>(threadIdx.x) & 31);
@@ -232,20 +249,29 @@ __device__ __forceinline__ void voloStageV(T const* __restrict__ v, OutlookShape
 #pragma unroll 1
     for (int32_t ry = static_cast<int32_t>(threadIdx.x) >> 5; ry < plan.rh; ry += warps)
     {
-        int64_t const rowOff = voloRowOffset(sh, b, head, y0, x0, ry);
+        int32_t const rowOff = voloRowOffset(sh, y0, x0, ry);
         float* dst = sV + voloStageDst(plan, ry, l, 0);
-        // Step k reads src + 4k pixels (never dereferenced outside the image).
-        T const* src = v + (rowOff < 0 ? 0 : rowOff) + voloStageSrc(sh, l, 0);
-        int32_t const gx0 = x0 - kVoloPad + l.col0;
+        // Step k reads p + 4k pixels (never dereferenced outside the image).
+        T const* p = vImg + ((rowOff < 0 ? 0 : rowOff) + voloStageSrc(sh, l, 0));
+        int32_t const step = 4 * sh.channels;
+        // Columns inside the image and the region: a bit per step, computed once per row.
+        uint32_t inside = 0;
+#pragma unroll
+        for (int32_t k = 0; k < kVoloColSteps; ++k)
+        {
+            int32_t const gx = x0 - kVoloPad + l.col0 + 4 * k;
+            inside |= (rowOff >= 0 && static_cast<uint32_t>(gx) < static_cast<uint32_t>(sh.width) && k < steps)
+                ? (1U << k) : 0U;
+        }
+        // Unconditional loads (a step outside the image reads the image's first pixel instead), then
+        // a select: no predicated address arithmetic per step.
         C raw[kVoloColSteps];
 #pragma unroll
         for (int32_t k = 0; k < kVoloColSteps; ++k)
         {
-            raw[k] = C{};
-            if (rowOff >= 0 && static_cast<uint32_t>(gx0 + 4 * k) < static_cast<uint32_t>(sh.width) && k < steps)
-            {
-                raw[k] = *reinterpret_cast<C const*>(src + 4 * k * sh.channels);
-            }
+            bool const in = (inside >> k) & 1U;
+            raw[k] = __ldg(reinterpret_cast<C const*>(in ? p + k * step : vImg));
+            raw[k] = in ? raw[k] : C{};
         }
 #pragma unroll
         for (int32_t k = 0; k < kVoloColSteps; ++k)
@@ -278,12 +304,12 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
     int32_t const tid = static_cast<int32_t>(threadIdx.x);
     int32_t const nCells = plan.tcy * plan.tcx;
 
-    voloStageV<T>(v, sh, plan, b, head, y0, x0, sV);
-    GlobalLoad<T> const ldA{attn};
+    voloStageV<T>(v + voloImageBase(sh, b, head), sh, plan, y0, x0, sV);
+    GlobalLoad<T> const ldA{attn + voloAttnBase(sh, b, head)};
 #pragma unroll 1
     for (int32_t slot = tid; slot < nCells * kVoloRows; slot += static_cast<int32_t>(blockDim.x))
     {
-        voloStageRow(sh, plan, b, head, cy0, cx0, slot, ldA, sP);
+        voloStageRow(sh, plan, cy0, cx0, slot, ldA, sP);
     }
     __syncthreads();
 
@@ -298,8 +324,7 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
     voloCellAccumulate(sP, sV, plan.rws, plan.tcx, mL, nL, cg, acc);
     int32_t const y = y0 + 2 * mL;
     int32_t const x = x0 + 2 * nL;
-    T* o = out + ((static_cast<int64_t>(b) * sh.height + y) * sh.width + x) * sh.channels + head * kVoloHeadDim
-        + cg * kVoloCg;
+    T* o = out + voloImageBase(sh, b, head) + ((y * sh.width + x) * sh.channels + cg * kVoloCg);
 #pragma unroll
     for (int32_t py = 0; py < 2; ++py)
     {
@@ -308,7 +333,7 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
         {
             if (y + py < sh.height && x + px < sh.width)
             {
-                storeVec<T, kVoloCg>(o + (py * sh.width + px) * sh.channels, acc[py][px]);
+                store4Out<T>(o + (py * sh.width + px) * sh.channels, acc[py][px]);
             }
         }
     }
