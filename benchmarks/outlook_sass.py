@@ -80,6 +80,8 @@ def volo_plan(height: int, width: int, elem_bytes: int) -> Plan:
         rh, rw = 2 * cy + 3, 2 * cx + 3
         smem = (cy * cx * P_PER_CELL + rh * ROW_PIXELS * HEAD_DIM) * 4  # sV rows padded to 20 pixels
         if smem <= SMEM_BUDGET:
+            if ty * tx >= 1024:
+                break
             return Plan(cy, cx, ty, tx, rh, rw, _ceil(cy * cx * LANES, 32) * 32, smem)
     raise ValueError("no VOLO tile fits")
 

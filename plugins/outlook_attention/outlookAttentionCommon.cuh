@@ -464,7 +464,7 @@ VOLO_HD TilePlan planTiles(OutlookShape const& sh, int32_t elemBytes, int64_t sm
 // so each softmax is computed once. Its sources are the 5 x 5 v pixels at rows 2m-1..2m+3, columns
 // 2n-1..2n+3 (region rows/cols 2m'..2m'+4 of the tile's region, which starts one pixel up-left).
 //
-// Block = (image, tile, head). Shared memory (float):
+// Block = (tile, head, image): grid (tiles per image, heads, batch). Shared memory (float):
 //   sP [cell][r][ei][4]   softmax row r of the cell, source row ei, source cols 0..2 + a zero pad
 //                         (one 16-byte load per (r, ei)); rows of windows outside the grid are 0;
 //   sV [ry][rx][32]       v region ((2*TCY+3) x (2*TCX+3) pixels of this head), FP32, 0 outside;
@@ -535,12 +535,13 @@ struct VoloPlan
     int32_t pFloats;    // sP floats (tcy*tcx*108)
     int64_t smemBytes;  // sP + sV bytes (0: no tile fits)
     float invTcx;       // 1 / tcx, for divSmall
+    float invTilesX;    // 1 / tilesX, for divSmall (tiles per image < 2^10)
 };
 
 //! Largest balanced tile (<= maxCells cells per side) whose shared memory fits smemBudget.
 VOLO_HD VoloPlan planVolo(OutlookShape const& sh, int32_t maxCells, int64_t smemBudget)
 {
-    VoloPlan plan{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.F};
+    VoloPlan plan{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.F, 0.F};
     int32_t const cellsY = ceilDiv(sh.height, kVoloStride);
     int32_t const cellsX = ceilDiv(sh.width, kVoloStride);
     for (int32_t limit = maxCells; limit >= 1; --limit)
@@ -556,19 +557,31 @@ VOLO_HD VoloPlan planVolo(OutlookShape const& sh, int32_t maxCells, int64_t smem
         int64_t const bytes = (pFloats + static_cast<int64_t>(rh) * rws * kVoloHeadDim) * 4;
         if (bytes <= smemBudget)
         {
+            if (static_cast<int64_t>(ty) * tx >= 1024) // smaller tiles only mean more of them
+            {
+                return plan;
+            }
             int32_t const threads = cy * cx * kVoloLanes;
-            plan = VoloPlan{
-                cy, cx, ty, tx, rh, rw, rws, (threads + 31) / 32 * 32, static_cast<int32_t>(pFloats), bytes, 1.F / cx};
+            plan = VoloPlan{cy, cx, ty, tx, rh, rw, rws, (threads + 31) / 32 * 32, static_cast<int32_t>(pFloats),
+                bytes, 1.F / cx, 1.F / tx};
             return plan;
         }
     }
     return plan;
 }
 
-//! The VOLO grid is (tilesX, tilesY, batch * heads): y and z are limited to 65535.
+//! The VOLO grid is (tiles per image, heads, batch): y and z are limited to 65535.
 VOLO_HD bool voloGridFits(OutlookShape const& sh, VoloPlan const& plan)
 {
-    return plan.tilesY <= 65535 && static_cast<int64_t>(sh.batch) * sh.heads <= 65535;
+    return plan.tilesY * plan.tilesX < 1024 && sh.heads <= 65535 && sh.batch <= 65535;
+}
+
+//! Tile index (blockIdx.x) -> first cell (cy0, cx0) of the tile.
+VOLO_HD void voloTileOrigin(VoloPlan const& plan, int32_t tile, int32_t& cy0, int32_t& cx0)
+{
+    int32_t const tileY = divSmall(tile, plan.invTilesX);
+    cy0 = tileY * plan.tcy;
+    cx0 = (tile - tileY * plan.tilesX) * plan.tcx;
 }
 
 //! Stage softmax row `slot` (= cell * 9 + r, cell = m' * tcx + n') of tile (cy0, cx0) into sP.

@@ -145,9 +145,9 @@ bool voloBlock(T const* v, T const* attn, T* out, volo::OutlookShape const& sh, 
     int32_t tile, int32_t head, std::vector<float>& sP, std::vector<float>& sV)
 {
     using namespace volo;
-    int32_t const tileY = tile / plan.tilesX;
-    int32_t const cy0 = tileY * plan.tcy;
-    int32_t const cx0 = (tile - tileY * plan.tilesX) * plan.tcx;
+    int32_t cy0 = 0;
+    int32_t cx0 = 0;
+    voloTileOrigin(plan, tile, cy0, cx0);
     int32_t const y0 = cy0 * kVoloStride;
     int32_t const x0 = cx0 * kVoloStride;
     int32_t const nCells = plan.tcy * plan.tcx;

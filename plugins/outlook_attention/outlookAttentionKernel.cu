@@ -2,7 +2,7 @@
  * Fused outlook-attention core for VOLO: scale + softmax + weighted unfold + fold in one kernel.
  *
  * VOLO kernel (k=3, stride 2, pad 1, head dim 32, compile-time geometry; see the VOLO section of
- * outlookAttentionCommon.cuh): one block per (tile of 2x2-pixel cells, image x head) stages the v
+ * outlookAttentionCommon.cuh): one block per (tile of 2x2-pixel cells, head, image) stages the v
  * region as FP32 and each softmax row of the tile once, then one thread per (cell, 4 channels)
  * computes its 4 pixels from registers (25 + 27 128-bit shared loads, 324 FMAs).
  *
@@ -284,7 +284,7 @@ __device__ __forceinline__ void voloStageV(
 }
 
 //! VOLO path (k=3, s=2, pad=1, head dim 32): see outlookAttentionCommon.cuh. One block per
-//! (image, tile, head): stage sV and the tile's softmax rows, one barrier, then each thread computes
+//! (tile, head, image): stage sV and the tile's softmax rows, one barrier, then each thread computes
 //! 4 channels of the 4 pixels of one cell from registers and stores them.
 template <typename T>
 __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T const* __restrict__ v,
@@ -293,12 +293,12 @@ __global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T cons
     extern __shared__ __align__(16) unsigned char smem[];
     float* sP = reinterpret_cast<float*>(smem);
     float* sV = sP + plan.pFloats;
-    // grid (tilesX, tilesY, batch * heads)
-    int32_t const bh = static_cast<int32_t>(blockIdx.z);
-    int32_t const b = bh / sh.heads;
-    int32_t const head = bh - b * sh.heads;
-    int32_t const cy0 = static_cast<int32_t>(blockIdx.y) * plan.tcy;
-    int32_t const cx0 = static_cast<int32_t>(blockIdx.x) * plan.tcx;
+    // grid (tiles per image, heads, batch): no integer division
+    int32_t const head = static_cast<int32_t>(blockIdx.y);
+    int32_t const b = static_cast<int32_t>(blockIdx.z);
+    int32_t cy0 = 0;
+    int32_t cx0 = 0;
+    voloTileOrigin(plan, static_cast<int32_t>(blockIdx.x), cy0, cx0);
     int32_t const y0 = cy0 * kVoloStride;
     int32_t const x0 = cx0 * kVoloStride;
     int32_t const tid = static_cast<int32_t>(threadIdx.x);
@@ -406,8 +406,8 @@ cudaError_t launchVolo(void const* v, void const* attn, void* out, OutlookShape 
             return st;
         }
     }
-    dim3 const grid(static_cast<uint32_t>(plan.tilesX), static_cast<uint32_t>(plan.tilesY),
-        static_cast<uint32_t>(sh.batch * sh.heads));
+    dim3 const grid(static_cast<uint32_t>(plan.tilesY * plan.tilesX), static_cast<uint32_t>(sh.heads),
+        static_cast<uint32_t>(sh.batch));
     outlookVoloKernel<T><<<grid, plan.threads, smem, stream>>>(
         static_cast<T const*>(v), static_cast<T const*>(attn), static_cast<T*>(out), sh, plan);
     return cudaGetLastError();
