@@ -459,8 +459,8 @@ VOLO_HD TilePlan planTiles(OutlookShape const& sh, int32_t elemBytes, int64_t sm
 // A tile is TCY x TCX "cells"; cell (m, n) = output pixels (2m..2m+1, 2n..2n+1). Pixel 2m is covered
 // by window m (di = 1); pixel 2m+1 by windows m (di = 2) and m+1 (di = 0). So a cell needs exactly
 // 9 softmax rows ("cell rows" r = ry*3 + rx, ry/rx in {0,1,2}) of the 4 windows (m+a, n+b),
-// a = kWinOff[ry], b = kWinOff[rx], out position d = (kOutPos[ry], kOutPos[rx]), and adds row r to
-// output pixel (2m + kPix[ry], 2n + kPix[rx]). Every (window, d) row belongs to exactly one cell,
+// a = voloWinOff(ry), b = voloWinOff(rx), out position d = (voloOutPos(ry), voloOutPos(rx)), adds row r to
+// output pixel (2m + voloPix(ry), 2n + voloPix(rx)). Every (window, d) row belongs to exactly one cell,
 // so each softmax is computed once. Its sources are the 5 x 5 v pixels at rows 2m-1..2m+3, columns
 // 2n-1..2n+3 (region rows/cols 2m'..2m'+4 of the tile's region, which starts one pixel up-left).
 //
