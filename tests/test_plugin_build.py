@@ -16,6 +16,8 @@ from volo_deploy.plugins_native import (
     NativeBuildError,
     _find_nvcc,
     build_kernel_library,
+    launcher_argtypes,
+    load_kernel,
     plugin_source_dir,
 )
 
@@ -61,14 +63,41 @@ def test_nvcc_compiles_kernel(arch: str, tmp_path: Path) -> None:
                for line in proc.stderr.splitlines() if "spill stores" in line), proc.stderr
 
 
-@needs_nvcc
-@needs_cmake
-def test_cmake_builds_kernel_library(tmp_path: Path) -> None:
-    lib = build_kernel_library(tmp_path / "build", archs="90")
-    assert lib.name == KERNEL_LIB and lib.is_file()
-    syms = _run(["nm", "-D", "--defined-only", str(lib)]).stdout if shutil.which("nm") else ""
+@pytest.fixture(scope="module")
+def kernel_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if NVCC is None or shutil.which("cmake") is None:
+        pytest.skip("nvcc or cmake not found")
+    return build_kernel_library(tmp_path_factory.mktemp("kernel_build") / "build", archs="90")
+
+
+def test_cmake_builds_kernel_library(kernel_lib: Path) -> None:
+    assert kernel_lib.name == KERNEL_LIB and kernel_lib.is_file()
+    syms = _run(["nm", "-D", "--defined-only", str(kernel_lib)]).stdout if shutil.which("nm") else ""
     if syms:
         assert "volo_outlook_attention" in syms
+
+
+def test_launcher_argtypes_follow_the_c_prototype(tmp_path: Path) -> None:
+    import ctypes
+
+    types = launcher_argtypes()
+    # v, attn, out; dtype, batch, height, width, channels, attn_h, attn_w, kernel_size, padding, stride,
+    # num_heads; scale; stream.
+    assert types == [ctypes.c_void_p] * 3 + [ctypes.c_int] * 11 + [ctypes.c_float, ctypes.c_void_p]
+    # A prototype change shows up in the argtypes (no hand-kept count).
+    header = (SRC / "outlookAttentionKernel.h").read_text()
+    changed = tmp_path / "k.h"
+    changed.write_text(header.replace("int num_heads, float scale", "int num_heads, int extra, float scale"))
+    assert launcher_argtypes(changed).count(ctypes.c_int) == 12
+
+
+def test_launcher_rejects_null_pointers_through_the_wrapper(kernel_lib: Path) -> None:
+    """The wrapper's ctypes call reaches C (no TypeError) and the launcher validates before any CUDA call,
+    so this runs without a GPU: null pointers -> cudaErrorInvalidValue (1)."""
+    kernel = load_kernel(kernel_lib)
+    args = [None, None, None, 1, 64, 28, 28, 192, 14, 14, 3, 1, 2, 6, 32**-0.5, None]
+    assert kernel._fn(*args) == 1
+    assert kernel.version >= 10100
 
 
 @needs_nvcc
@@ -132,3 +161,22 @@ def test_build_reports_missing_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(NativeBuildError, match="cmake not found"):
         build_kernel_library(tmp_path)
+
+
+def test_gpu_check_script_parses_and_its_python_snippets_compile() -> None:
+    """scripts/gpu_check.sh cannot run here (no GPU): check its bash syntax, every inline ``-c`` snippet
+    and every Python script it calls (they must at least compile)."""
+    import re
+
+    script = REPO / "scripts" / "gpu_check.sh"
+    if shutil.which("bash"):
+        _run(["bash", "-n", str(script)])
+    text = script.read_text()
+    snippets = re.findall(r'"\$PY" -c "(.*?)"(?=[ \n])', text, flags=re.S)
+    assert len(snippets) >= 4
+    for code in snippets:
+        compile(code, "gpu_check.sh snippet", "exec")
+    scripts = set(re.findall(r"(benchmarks/\w+\.py)", text))
+    assert {"benchmarks/outlook_kernel.py", "benchmarks/volo_cuda_e2e.py"} <= scripts
+    for rel in scripts:
+        compile((REPO / rel).read_text(), rel, "exec")

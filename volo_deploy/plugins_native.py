@@ -12,11 +12,15 @@ The plugin sources live in ``plugins/outlook_attention`` (see its README).
 from __future__ import annotations
 
 import ctypes
+import functools
+import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -96,6 +100,33 @@ def build_kernel_library(
     return lib
 
 
+_C_TYPES = {
+    "void const*": ctypes.c_void_p, "const void*": ctypes.c_void_p, "void*": ctypes.c_void_p,
+    "int": ctypes.c_int, "float": ctypes.c_float, "cudaStream_t": ctypes.c_void_p,
+}
+
+
+def launcher_argtypes(header: str | os.PathLike[str] | None = None) -> list[Any]:
+    """ctypes argtypes of ``volo_outlook_attention``, parsed from its C prototype in the header.
+
+    Deriving them from ``outlookAttentionKernel.h`` keeps the wrapper and the ABI in step: a
+    parameter added to or removed from the prototype changes the argtypes, not a hand-kept count.
+    """
+    path = Path(header) if header is not None else plugin_source_dir() / "outlookAttentionKernel.h"
+    text = re.sub(r"/\*.*?\*/", " ", path.read_text(), flags=re.S)
+    match = re.search(r"cudaError_t\s+volo_outlook_attention\s*\(([^)]*)\)", text)
+    if match is None:
+        raise NativeBuildError(f"{path}: prototype of volo_outlook_attention not found")
+    types = []
+    for param in match.group(1).split(","):
+        words = " ".join(param.replace("*", " * ").split()).split(" ")
+        ctype = " ".join(words[:-1]).replace(" *", "*")  # drop the parameter name
+        if ctype not in _C_TYPES:
+            raise NativeBuildError(f"{path}: unsupported parameter type {ctype!r} in volo_outlook_attention")
+        types.append(_C_TYPES[ctype])
+    return types
+
+
 def _cuda_error_message(code: int) -> str:
     return {1: "cudaErrorInvalidValue", 716: "cudaErrorMisalignedAddress"}.get(code, "see cuda_runtime_api.h")
 
@@ -108,7 +139,7 @@ class OutlookKernel:
         self._lib = ctypes.CDLL(str(self.path))
         fn = self._lib.volo_outlook_attention
         fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 12 + [ctypes.c_float, ctypes.c_void_p]
+        fn.argtypes = launcher_argtypes()
         self._fn = fn
         self._lib.volo_outlook_kernel_version.restype = ctypes.c_int
 
@@ -163,6 +194,30 @@ class OutlookKernel:
         return out
 
 
+KERNEL_LIB_ENV = "VOLO_OUTLOOK_KERNEL_LIB"
+
+
+def kernel_cache_dir(arch: str) -> Path:
+    """Per-architecture build folder of the kernel library in the user cache."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(root) / "volo_deploy" / "outlook_kernel" / f"sm_{arch}"
+
+
+@functools.lru_cache(maxsize=None)
+def default_kernel(arch: str) -> OutlookKernel:
+    """The kernel library for ``sm_<arch>``: ``$VOLO_OUTLOOK_KERNEL_LIB`` when set, else built once with
+    nvcc into :func:`kernel_cache_dir` (about a minute, on first use) and reused afterwards."""
+    env = os.environ.get(KERNEL_LIB_ENV)
+    if env:
+        return load_kernel(env)
+    build = kernel_cache_dir(arch)
+    lib = build / KERNEL_LIB
+    if not lib.is_file():
+        logging.getLogger(__name__).warning("building the outlook-attention kernel for sm_%s into %s", arch, build)
+        lib = build_kernel_library(build, archs=arch)
+    return load_kernel(lib)
+
+
 def load_kernel(path: str | os.PathLike[str]) -> OutlookKernel:
     """Load ``libvolo_outlook_kernel.so`` (from :func:`build_kernel_library`)."""
     if not Path(path).is_file():
@@ -170,32 +225,52 @@ def load_kernel(path: str | os.PathLike[str]) -> OutlookKernel:
     return OutlookKernel(path)
 
 
+@dataclass(frozen=True)
+class VoloPlan:
+    """Launch plan of the VOLO path (mirrors ``volo::VoloPlan``)."""
+
+    tcy: int
+    tcx: int
+    tiles_y: int
+    tiles_x: int
+    threads: int
+    smem_bytes: int
+    p_floats: int
+
+
 class HostReference:
-    """CPU replay of the kernel (same index code), float32 numpy arrays; for tests without a GPU."""
+    """CPU replay of the kernel (same index code), float32 or float16 numpy arrays; for tests without a GPU."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._lib = ctypes.CDLL(str(path))
-        common = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 10 + [ctypes.c_float]
+        common = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 11 + [ctypes.c_float]  # ..., out, dtype, sizes, scale
         self._lib.volo_outlook_host_tiled.argtypes = common + [ctypes.c_longlong, ctypes.c_int, ctypes.c_int,
                                                                ctypes.c_void_p]
         self._lib.volo_outlook_host_tiled.restype = ctypes.c_int
         self._lib.volo_outlook_host_direct.argtypes = common
         self._lib.volo_outlook_host_direct.restype = ctypes.c_int
+        fn = self._lib.volo_outlook_host_volo
+        fn.argtypes = common + [ctypes.c_int, ctypes.c_longlong, ctypes.c_void_p]
+        fn.restype = ctypes.c_int
 
     def _args(self, v: Any, attn: Any, params: Any) -> tuple[Any, list[Any]]:
+        """Contiguous float32 or float16 copies (float16 when ``v`` is float16) and the common C arguments."""
         import numpy as np
 
-        v = np.ascontiguousarray(v, dtype=np.float32)
-        attn = np.ascontiguousarray(attn, dtype=np.float32)
+        dtype = np.float16 if np.asarray(v).dtype == np.float16 else np.float32
+        v = np.ascontiguousarray(v, dtype=dtype)
+        attn = np.ascontiguousarray(attn, dtype=dtype)
         out = np.zeros_like(v)
         b, hh, ww, c = v.shape
-        args = [v.ctypes.data, attn.ctypes.data, out.ctypes.data, b, hh, ww, c, attn.shape[1], attn.shape[2],
-                params.kernel_size, params.padding, params.stride, params.num_heads, float(params.scale)]
+        args = [v.ctypes.data, attn.ctypes.data, out.ctypes.data, int(dtype == np.float16), b, hh, ww, c,
+                attn.shape[1], attn.shape[2], params.kernel_size, params.padding, params.stride, params.num_heads,
+                float(params.scale)]
         return (v, attn, out), args
 
     def tiled(self, v: Any, attn: Any, params: Any, smem_budget: int = 48 * 1024, max_cells: int = 8,
               vec: int = 1) -> tuple[Any, tuple[int, int]]:
-        """Tiled algorithm of the CUDA kernel; returns (out, (cells_y, cells_x) per tile)."""
+        """Tiled algorithm of the CUDA kernel (float32 or float16 arrays, smem sized for the dtype);
+        returns (out, (cells_y, cells_x) per tile)."""
         import numpy as np
 
         keep, args = self._args(v, attn, params)
@@ -205,8 +280,24 @@ class HostReference:
             raise ValueError(f"host reference rejected the arguments (code {code})")
         return keep[2], (int(plan[0]), int(plan[1]))
 
+    def volo(self, v: Any, attn: Any, params: Any, max_cells: int = 0, smem_budget: int = 0) -> tuple[Any, VoloPlan]:
+        """VOLO path of the launcher (k=3, s=2, pad=1, head dim 32) on float32 or float16 numpy arrays.
+
+        FP16 is replayed like the GPU: inputs converted to float at staging, output rounded to half.
+        ``max_cells`` / ``smem_budget`` 0 = the launcher's limits. Returns (out, plan).
+        """
+        import numpy as np
+
+        keep, args = self._args(v, attn, params)
+        plan = np.zeros(7, dtype=np.int32)
+        code = self._lib.volo_outlook_host_volo(*args, max_cells, smem_budget, plan.ctypes.data)
+        out = keep[2]
+        if code != 0:
+            raise ValueError(f"host reference (VOLO path) rejected the arguments (code {code})")
+        return out, VoloPlan(*(int(x) for x in plan))
+
     def direct(self, v: Any, attn: Any, params: Any) -> Any:
-        """Direct algorithm of the generic kernel."""
+        """Direct algorithm of the generic kernel (float32 or float16 arrays)."""
         keep, args = self._args(v, attn, params)
         if self._lib.volo_outlook_host_direct(*args) != 0:
             raise ValueError("host reference rejected the arguments")

@@ -20,6 +20,7 @@
 #define VOLO_OUTLOOK_ATTENTION_COMMON_CUH
 
 #include <cstdint>
+#include <cstring>
 #include <math.h>
 
 #if defined(__CUDACC__)
@@ -36,6 +37,119 @@
 
 namespace volo
 {
+
+//! 4 consecutive floats (16-byte aligned): one 128-bit access on the device.
+VOLO_HD void load4(float const* p, float (&o)[4])
+{
+#if defined(__CUDA_ARCH__)
+    float4 const q = *reinterpret_cast<float4 const*>(p);
+    o[0] = q.x;
+    o[1] = q.y;
+    o[2] = q.z;
+    o[3] = q.w;
+#else
+    for (int32_t i = 0; i < 4; ++i)
+    {
+        o[i] = p[i];
+    }
+#endif
+}
+
+VOLO_HD void store4(float* p, float const (&v)[4])
+{
+#if defined(__CUDA_ARCH__)
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+#else
+    for (int32_t i = 0; i < 4; ++i)
+    {
+        p[i] = v[i];
+    }
+#endif
+}
+
+//! 2^x: one MUFU.EX2 on the device (ex2.approx.ftz, max 2 ulp), exp2f on the host.
+VOLO_HD float fastExp2(float x)
+{
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
+}
+
+//! 1/x: MUFU.RCP on the device (rcp.approx.ftz, 1 ulp), exact division on the host.
+VOLO_HD float fastRcp(float x)
+{
+#if defined(__CUDA_ARCH__)
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return 1.F / x;
+#endif
+}
+
+//! a / b for 0 <= a < 2^10 and 0 < b < 2^10 with inv = 1/b: exact (the float error of (a + 0.5) * inv
+//! is below 2^-13, far inside the 0.5/b margin), one FFMA + F2I instead of an integer division.
+VOLO_HD int32_t divSmall(int32_t a, float inv)
+{
+    return static_cast<int32_t>((static_cast<float>(a) + 0.5F) * inv);
+}
+
+//! IEEE half <-> float on the host (bit patterns), for the FP16 replay. Round to nearest even.
+inline float halfBitsToFloat(uint16_t h)
+{
+    uint32_t const sign = static_cast<uint32_t>(h & 0x8000U) << 16;
+    uint32_t const exp = (h >> 10) & 0x1FU;
+    uint32_t const man = h & 0x3FFU;
+    float f = 0.F;
+    if (exp == 0)
+    {
+        f = ldexpf(static_cast<float>(man), -24);
+    }
+    else if (exp == 31)
+    {
+        f = man != 0 ? NAN : INFINITY;
+    }
+    else
+    {
+        f = ldexpf(static_cast<float>(man | 0x400U), static_cast<int>(exp) - 25);
+    }
+    return sign != 0 ? -f : f;
+}
+
+inline uint16_t floatToHalfBits(float f)
+{
+    uint32_t x = 0;
+    memcpy(&x, &f, 4);
+    uint16_t const sign = static_cast<uint16_t>((x >> 16) & 0x8000U);
+    float const a = fabsf(f);
+    if (a != a)
+    {
+        return static_cast<uint16_t>(sign | 0x7E00U);
+    }
+    if (a >= 65520.F)
+    {
+        return static_cast<uint16_t>(sign | 0x7C00U);
+    }
+    if (a < 6.103515625e-05F) // subnormal half: multiples of 2^-24, rint = nearest even
+    {
+        return static_cast<uint16_t>(sign | static_cast<uint16_t>(rintf(a * 16777216.F)));
+    }
+    int e = 0;
+    float const m = frexpf(a, &e); // a = m * 2^e, m in [0.5, 1)
+    float const q = rintf(m * 2048.F); // 11 significant bits
+    uint32_t mant = static_cast<uint32_t>(q);
+    if (mant == 2048U)
+    {
+        mant = 1024U;
+        ++e;
+    }
+    uint32_t const exp = static_cast<uint32_t>(e + 14);
+    return static_cast<uint16_t>(sign | (exp << 10) | (mant & 0x3FFU));
+}
 
 //! floor(a / b) for b > 0 and any sign of a.
 VOLO_HD int32_t floorDiv(int32_t a, int32_t b)
@@ -336,6 +450,306 @@ VOLO_HD TilePlan planTiles(OutlookShape const& sh, int32_t elemBytes, int64_t sm
         }
     }
     return plan;
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// VOLO path: compile-time geometry k = 3, stride 2, padding 1, head dim 32 (every VOLO outlooker).
+//
+// A tile is TCY x TCX "cells"; cell (m, n) = output pixels (2m..2m+1, 2n..2n+1). Pixel 2m is covered
+// by window m (di = 1); pixel 2m+1 by windows m (di = 2) and m+1 (di = 0). So a cell needs exactly
+// 9 softmax rows ("cell rows" r = ry*3 + rx, ry/rx in {0,1,2}) of the 4 windows (m+a, n+b),
+// a = voloWinOff(ry), b = voloWinOff(rx), out position d = (voloOutPos(ry), voloOutPos(rx)), adds row r to
+// output pixel (2m + voloPix(ry), 2n + voloPix(rx)). Every (window, d) row belongs to exactly one cell,
+// so each softmax is computed once. Its sources are the 5 x 5 v pixels at rows 2m-1..2m+3, columns
+// 2n-1..2n+3 (region rows/cols 2m'..2m'+4 of the tile's region, which starts one pixel up-left).
+//
+// Block = (tile, head, image): grid (tiles per image, heads, batch). Shared memory (float):
+//   sP [cell][r][ei][4]   softmax row r of the cell, source row ei, source cols 0..2 + a zero pad
+//                         (one 16-byte load per (r, ei)); rows of windows outside the grid are 0;
+//   sV [ry][rx][32]       v region ((2*TCY+3) x (2*TCX+3) pixels of this head), FP32, 0 outside;
+//                         rows padded to kVoloRowPixels (20) pixels (the staging steps 4 columns).
+// Thread = (cell, channel group of 4): lanes 8c..8c+7 share a cell, so a quarter warp reads one
+// pixel's 128 contiguous bytes of sV (conflict-free) and one broadcast 16-byte sP entry.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int32_t kVoloK = 3;
+constexpr int32_t kVoloStride = 2;
+constexpr int32_t kVoloPad = 1;
+constexpr int32_t kVoloHeadDim = 32;
+constexpr int32_t kVoloCg = 4;                           // channels per thread
+constexpr int32_t kVoloLanes = kVoloHeadDim / kVoloCg;   // threads per cell (8)
+constexpr int32_t kVoloRows = 9;                         // softmax rows per cell
+constexpr int32_t kVoloPPerCell = kVoloRows * 3 * 4;     // floats of sP per cell (108)
+constexpr int32_t kVoloMaxCells = 7;                     // tile side limit (416 threads, 72 registers, 2 blocks/SM)
+constexpr int64_t kVoloSmemBudget = 100 * 1024;          // dynamic smem per block (opt-in above 48 KiB)
+constexpr int32_t kVoloColSteps = (2 * kVoloMaxCells + 3 + 3) / 4; // 4-column staging steps per v row (5)
+constexpr int32_t kVoloRowPixels = 4 * kVoloColSteps;    // sV row stride (20 pixels >= 2 * 7 + 3)
+
+//! Cell-row tables (index ry or rx): window offset, out position in the window, pixel in the cell.
+VOLO_HD int32_t voloWinOff(int32_t q)
+{
+    return q == 2 ? 1 : 0;
+}
+VOLO_HD int32_t voloOutPos(int32_t q)
+{
+    return q == 0 ? 1 : (q == 1 ? 2 : 0);
+}
+VOLO_HD int32_t voloPix(int32_t q)
+{
+    return q == 0 ? 0 : 1;
+}
+
+//! True for the shapes of the VOLO path (the launcher also needs aligned pointers). Offsets within one
+//! (image, head) are 32-bit: one image of v or attn must stay below 2^30 elements.
+VOLO_HD bool voloPathApplies(OutlookShape const& sh)
+{
+    int64_t const imageV = static_cast<int64_t>(sh.height) * sh.width * sh.channels;
+    int64_t const imageA = static_cast<int64_t>(sh.attnH) * sh.attnW * sh.heads * 81;
+    return sh.k == kVoloK && sh.stride == kVoloStride && sh.pad == kVoloPad && sh.headDim == kVoloHeadDim
+        && imageV < (int64_t{1} << 30) && imageA < (int64_t{1} << 30);
+}
+
+//! Element offset of (image b, head) in v / out (channel 0 of the head at pixel (0, 0)).
+VOLO_HD int64_t voloImageBase(OutlookShape const& sh, int32_t b, int32_t head)
+{
+    return static_cast<int64_t>(b) * sh.height * sh.width * sh.channels + static_cast<int64_t>(head) * kVoloHeadDim;
+}
+
+//! Element offset of (image b, head) in attn (logit 0 of the head in window (0, 0)).
+VOLO_HD int64_t voloAttnBase(OutlookShape const& sh, int32_t b, int32_t head)
+{
+    return static_cast<int64_t>(b) * sh.attnH * sh.attnW * sh.heads * 81 + static_cast<int64_t>(head) * 81;
+}
+
+struct VoloPlan
+{
+    int32_t tcy;        // cells per tile along y
+    int32_t tcx;        // along x
+    int32_t tilesY;     // tiles per image along y
+    int32_t tilesX;     // along x
+    int32_t rh;         // v region rows (2*tcy + 3)
+    int32_t rw;         // v region cols
+    int32_t rws;        // sV row stride in pixels (kVoloRowPixels: every staging step stores unconditionally)
+    int32_t threads;    // block size: tcy*tcx*8 rounded up to a warp
+    int32_t pFloats;    // sP floats (tcy*tcx*108)
+    int64_t smemBytes;  // sP + sV bytes (0: no tile fits)
+    float invTcx;       // 1 / tcx, for divSmall
+    float invTilesX;    // 1 / tilesX, for divSmall (tiles per image < 2^10)
+};
+
+//! Largest balanced tile (<= maxCells cells per side) whose shared memory fits smemBudget.
+VOLO_HD VoloPlan planVolo(OutlookShape const& sh, int32_t maxCells, int64_t smemBudget)
+{
+    VoloPlan plan{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.F, 0.F};
+    int32_t const cellsY = ceilDiv(sh.height, kVoloStride);
+    int32_t const cellsX = ceilDiv(sh.width, kVoloStride);
+    for (int32_t limit = maxCells; limit >= 1; --limit)
+    {
+        int32_t const ty = ceilDiv(cellsY, limit);
+        int32_t const tx = ceilDiv(cellsX, limit);
+        int32_t const cy = ceilDiv(cellsY, ty);
+        int32_t const cx = ceilDiv(cellsX, tx);
+        int32_t const rh = 2 * cy + 3;
+        int32_t const rw = 2 * cx + 3;
+        int32_t const rws = kVoloRowPixels;
+        int64_t const pFloats = static_cast<int64_t>(cy) * cx * kVoloPPerCell;
+        int64_t const bytes = (pFloats + static_cast<int64_t>(rh) * rws * kVoloHeadDim) * 4;
+        if (bytes <= smemBudget)
+        {
+            if (static_cast<int64_t>(ty) * tx >= 1024) // smaller tiles only mean more of them
+            {
+                return plan;
+            }
+            int32_t const threads = cy * cx * kVoloLanes;
+            plan = VoloPlan{cy, cx, ty, tx, rh, rw, rws, (threads + 31) / 32 * 32, static_cast<int32_t>(pFloats),
+                bytes, 1.F / cx, 1.F / tx};
+            return plan;
+        }
+    }
+    return plan;
+}
+
+//! The VOLO grid is (tiles per image, heads, batch): y and z are limited to 65535.
+VOLO_HD bool voloGridFits(OutlookShape const& sh, VoloPlan const& plan)
+{
+    return plan.tilesY * plan.tilesX < 1024 && sh.heads <= 65535 && sh.batch <= 65535;
+}
+
+//! Tile index (blockIdx.x) -> first cell (cy0, cx0) of the tile.
+VOLO_HD void voloTileOrigin(VoloPlan const& plan, int32_t tile, int32_t& cy0, int32_t& cx0)
+{
+    int32_t const tileY = divSmall(tile, plan.invTilesX);
+    cy0 = tileY * plan.tcy;
+    cx0 = (tile - tileY * plan.tilesX) * plan.tcx;
+}
+
+//! Stage softmax row `slot` (= cell * 9 + r, cell = m' * tcx + n') of tile (cy0, cx0) into sP.
+//! `ldA(index)` returns logit `index` (32-bit, from voloAttnBase of this image and head) as float. Exponentials in base 2 of pre-scaled logits:
+//! one FMUL, FMNMX, FADD and MUFU.EX2 per logit, one MUFU.RCP per row.
+template <typename LdA>
+VOLO_HD void voloStageRow(
+    OutlookShape const& sh, VoloPlan const& plan, int32_t cy0, int32_t cx0, int32_t slot, LdA ldA, float* sP)
+{
+    int32_t const cell = slot / kVoloRows;
+    int32_t const r = slot - cell * kVoloRows;
+    int32_t const ry = r / 3;
+    int32_t const rx = r - ry * 3;
+    int32_t const mL = divSmall(cell, plan.invTcx);
+    int32_t const nL = cell - mL * plan.tcx;
+    int32_t const wy = cy0 + mL + voloWinOff(ry);
+    int32_t const wx = cx0 + nL + voloWinOff(rx);
+    float* dst = sP + static_cast<int32_t>(slot) * 12;
+    float p[9];
+    if (wy < sh.attnH && wx < sh.attnW)
+    {
+        int32_t const d = voloOutPos(ry) * 3 + voloOutPos(rx);
+        int32_t const row = (wy * sh.attnW + wx) * (sh.heads * 81) + d * 9;
+        float const scale = sh.scale * 1.4426950408889634F; // log2(e)
+        float m = -INFINITY;
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] = ldA(row + e) * scale;
+            m = fmaxf(m, p[e]);
+        }
+        float sum = 0.F;
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] = fastExp2(p[e] - m);
+            sum += p[e];
+        }
+        float const inv = fastRcp(sum);
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] *= inv;
+        }
+    }
+    else
+    {
+VOLO_UNROLL
+        for (int32_t e = 0; e < 9; ++e)
+        {
+            p[e] = 0.F;
+        }
+    }
+VOLO_UNROLL
+    for (int32_t ei = 0; ei < 3; ++ei)
+    {
+        float const q[4] = {p[ei * 3], p[ei * 3 + 1], p[ei * 3 + 2], 0.F};
+        store4(dst + ei * 4, q);
+    }
+}
+
+//! v staging: region row `ry` of tile origin (y0, x0). Returns the offset (from voloImageBase) of
+//! pixel (y0 - 1 + ry, x0), or -1 for a row outside the image (staged as zeros). Region column rx is
+//! pixel x0 - 1 + rx; columns outside the image are zeros too.
+VOLO_HD int32_t voloRowOffset(OutlookShape const& sh, int32_t y0, int32_t x0, int32_t ry)
+{
+    int32_t const gy = y0 - kVoloPad + ry;
+    if (gy < 0 || gy >= sh.height)
+    {
+        return -1;
+    }
+    return (gy * sh.width + x0) * sh.channels;
+}
+
+//! v staging lane mapping (kernel and replay): lane -> 4-channel chunk (0..7) and first column (0..3);
+//! step k of a lane covers region column col0 + 4k. The sV offset (floats) of that chunk in row ry,
+//! and the global offset relative to voloRowOffset (pixel x0 - 1 + rx).
+struct VoloStageLane
+{
+    int32_t chunk;
+    int32_t col0;
+};
+
+VOLO_HD VoloStageLane voloStageLane(int32_t lane)
+{
+    return VoloStageLane{lane & 7, lane >> 3};
+}
+
+VOLO_HD int32_t voloStageDst(VoloPlan const& plan, int32_t ry, VoloStageLane l, int32_t k)
+{
+    return (ry * plan.rws + l.col0 + 4 * k) * kVoloHeadDim + l.chunk * kVoloCg;
+}
+
+VOLO_HD int32_t voloStageSrc(OutlookShape const& sh, VoloStageLane l, int32_t k)
+{
+    return (l.col0 + 4 * k - kVoloPad) * sh.channels + l.chunk * kVoloCg;
+}
+
+//! Cell thread mapping (kernel and replay): thread tid -> cell (m', n') of the tile, channel group cg.
+//! Returns false for the padding threads past the last cell.
+VOLO_HD bool voloThreadCell(VoloPlan const& plan, int32_t tid, int32_t& mL, int32_t& nL, int32_t& cg)
+{
+    int32_t const cell = tid / kVoloLanes;
+    cg = tid - cell * kVoloLanes;
+    mL = divSmall(cell, plan.invTcx);
+    nL = cell - mL * plan.tcx;
+    return cell < plan.tcy * plan.tcx;
+}
+
+//! The 4 output pixels of cell (mL, nL), channels [4*cg, 4*cg+4): acc[py][px][c].
+//! Source rows sr = 0..4 of the cell's 5 x 5 v block are loaded once (5 x 16 bytes each) and used by
+//! every softmax row whose window covers them: 27 sP loads, 25 sV loads, 324 FMAs per thread.
+VOLO_HD void voloCellAccumulate(float const* sP, float const* sV, int32_t rws, int32_t tcx, int32_t mL, int32_t nL,
+    int32_t cg, float (&acc)[2][2][4])
+{
+VOLO_UNROLL
+    for (int32_t i = 0; i < 16; ++i)
+    {
+        acc[i >> 3][(i >> 2) & 1][i & 3] = 0.F;
+    }
+    float const* pCell = sP + (mL * tcx + nL) * kVoloPPerCell;
+    float const* vBase = sV + ((2 * mL) * rws + 2 * nL) * kVoloHeadDim + cg * kVoloCg;
+VOLO_UNROLL
+    for (int32_t sr = 0; sr < 5; ++sr)
+    {
+        // Columns 0..2 serve the rows of windows n (rx = 0, 1), columns 2..4 those of window n+1 (rx = 2):
+        // the second group reuses column 2 and the registers of columns 0..1 (12 live v registers, not 20).
+        float v[5][4];
+VOLO_UNROLL
+        for (int32_t sc = 0; sc < 3; ++sc)
+        {
+            load4(vBase + (sr * rws + sc) * kVoloHeadDim, v[sc]);
+        }
+VOLO_UNROLL
+        for (int32_t rx = 0; rx < 3; ++rx)
+        {
+            if (rx == 2)
+            {
+VOLO_UNROLL
+                for (int32_t sc = 3; sc < 5; ++sc)
+                {
+                    load4(vBase + (sr * rws + sc) * kVoloHeadDim, v[sc]);
+                }
+            }
+VOLO_UNROLL
+            for (int32_t ry = 0; ry < 3; ++ry)
+            {
+                int32_t const ei = sr - 2 * voloWinOff(ry);
+                if (ei < 0 || ei > 2)
+                {
+                    continue;
+                }
+                float w[4];
+                load4(pCell + ((ry * 3 + rx) * 3 + ei) * 4, w);
+                float(&a)[4] = acc[voloPix(ry)][voloPix(rx)];
+VOLO_UNROLL
+                for (int32_t ej = 0; ej < 3; ++ej)
+                {
+                    float const(&vv)[4] = v[2 * voloWinOff(rx) + ej];
+VOLO_UNROLL
+                    for (int32_t c = 0; c < 4; ++c)
+                    {
+                        a[c] = fmaf(w[ej], vv[c], a[c]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 } // namespace volo

@@ -1,7 +1,12 @@
 /*
  * Fused outlook-attention core for VOLO: scale + softmax + weighted unfold + fold in one kernel.
  *
- * Tiled kernel: one block per (batch, output tile, head). It stages in shared memory
+ * VOLO kernel (k=3, stride 2, pad 1, head dim 32, compile-time geometry; see the VOLO section of
+ * outlookAttentionCommon.cuh): one block per (tile of 2x2-pixel cells, head, image) stages the v
+ * region as FP32 and each softmax row of the tile once, then one thread per (cell, 4 channels)
+ * computes its 4 pixels from registers (25 + 27 128-bit shared loads, 324 FMAs).
+ *
+ * Tiled kernel (other shapes): one block per (batch, output tile, head). It stages in shared memory
  *   P  the softmaxed attention (float) of every window covering the tile, and
  *   vs the v pixels read by those windows (stored type, zero outside the image),
  * then each thread gathers VEC channels of one output pixel over the covering windows with
@@ -32,7 +37,11 @@ constexpr int32_t kMAX_THREADS = 512;
 constexpr int32_t kMAX_TILE_CELLS = 8;
 constexpr int64_t kSMEM_BUDGET = 48 * 1024;
 constexpr int32_t kGENERIC_THREADS = 256;
-constexpr int32_t kVERSION = 10000; // 1.0.0
+constexpr int32_t kVERSION = 10100; // 1.1.0: VOLO path
+constexpr int32_t kVOLO_MAX_CELLS = kVoloMaxCells;
+static_assert(kVoloRowPixels >= 2 * kVOLO_MAX_CELLS + 3, "a row of the v region is one unrolled step");
+constexpr int64_t kVOLO_SMEM_BUDGET = kVoloSmemBudget;
+constexpr int32_t kVOLO_MAX_THREADS = (kVOLO_MAX_CELLS * kVOLO_MAX_CELLS * kVoloLanes + 31) / 32 * 32; // 416
 
 template <int32_t BYTES>
 using Chunk = std::conditional_t<BYTES == 16, uint4,
@@ -208,6 +217,128 @@ struct GlobalLoad
     }
 };
 
+//! Stores 4 channels with one 16-byte (FP32) or 8-byte (FP16) store.
+template <typename T>
+__device__ __forceinline__ void store4Out(T* p, float const (&a)[4])
+{
+    if constexpr (std::is_same_v<T, __half>)
+    {
+        __half2 const h0 = __floats2half2_rn(a[0], a[1]);
+        __half2 const h1 = __floats2half2_rn(a[2], a[3]);
+        *reinterpret_cast<uint2*>(p)
+            = make_uint2(*reinterpret_cast<uint32_t const*>(&h0), *reinterpret_cast<uint32_t const*>(&h1));
+    }
+    else
+    {
+        *reinterpret_cast<float4*>(p) = make_float4(a[0], a[1], a[2], a[3]);
+    }
+}
+
+//! Stages the v region of the tile (this head) into sV as FP32. Warp w takes region rows w, w + warps,
+//! ...; lane = (column offset 0..3, 4-channel chunk 0..7): a quarter warp fills one pixel's 128
+//! contiguous bytes (conflict-free). All columns of a row are unrolled (rows are padded to a multiple
+//! of kVoloRowPixels in sV, so every store is unconditional) and their loads are in flight together.
+template <typename T>
+__device__ __forceinline__ void voloStageV(
+    T const* __restrict__ vImg, OutlookShape const& sh, VoloPlan const& plan, int32_t y0, int32_t x0, float* sV)
+{
+    using C = Chunk<kVoloCg * static_cast<int32_t>(sizeof(T))>;
+    VoloStageLane const l = voloStageLane(static_cast<int32_t>(threadIdx.x) & 31);
+    int32_t const warps = static_cast<int32_t>(blockDim.x) >> 5;
+    int32_t const steps = (plan.rw + 3) >> 2;
+#pragma unroll 1
+    for (int32_t ry = static_cast<int32_t>(threadIdx.x) >> 5; ry < plan.rh; ry += warps)
+    {
+        int32_t const rowOff = voloRowOffset(sh, y0, x0, ry);
+        float* dst = sV + voloStageDst(plan, ry, l, 0);
+        // Step k reads p + 4k pixels (never dereferenced outside the image).
+        T const* p = vImg + ((rowOff < 0 ? 0 : rowOff) + voloStageSrc(sh, l, 0));
+        int32_t const step = 4 * sh.channels;
+        // Columns inside the image and the region: a bit per step, computed once per row.
+        uint32_t inside = 0;
+#pragma unroll
+        for (int32_t k = 0; k < kVoloColSteps; ++k)
+        {
+            int32_t const gx = x0 - kVoloPad + l.col0 + 4 * k;
+            inside |= (rowOff >= 0 && static_cast<uint32_t>(gx) < static_cast<uint32_t>(sh.width) && k < steps)
+                ? (1U << k) : 0U;
+        }
+        // Unconditional loads (a step outside the image reads the image's first pixel instead), then
+        // a select: no predicated address arithmetic per step.
+        C raw[kVoloColSteps];
+#pragma unroll
+        for (int32_t k = 0; k < kVoloColSteps; ++k)
+        {
+            bool const in = (inside >> k) & 1U;
+            raw[k] = __ldg(reinterpret_cast<C const*>(in ? p + k * step : vImg));
+            raw[k] = in ? raw[k] : C{};
+        }
+#pragma unroll
+        for (int32_t k = 0; k < kVoloColSteps; ++k)
+        {
+            float f[kVoloCg];
+            LoadVec<T, kVoloCg>{}(reinterpret_cast<T const*>(&raw[k]), f);
+            store4(dst + 4 * k * kVoloHeadDim, f);
+        }
+    }
+}
+
+//! VOLO path (k=3, s=2, pad=1, head dim 32): see outlookAttentionCommon.cuh. One block per
+//! (tile, head, image): stage sV and the tile's softmax rows, one barrier, then each thread computes
+//! 4 channels of the 4 pixels of one cell from registers and stores them.
+template <typename T>
+__global__ void __launch_bounds__(kVOLO_MAX_THREADS, 2) outlookVoloKernel(T const* __restrict__ v,
+    T const* __restrict__ attn, T* __restrict__ out, OutlookShape const sh, VoloPlan const plan)
+{
+    extern __shared__ __align__(16) unsigned char smem[];
+    float* sP = reinterpret_cast<float*>(smem);
+    float* sV = sP + plan.pFloats;
+    // grid (tiles per image, heads, batch): no integer division
+    int32_t const head = static_cast<int32_t>(blockIdx.y);
+    int32_t const b = static_cast<int32_t>(blockIdx.z);
+    int32_t cy0 = 0;
+    int32_t cx0 = 0;
+    voloTileOrigin(plan, static_cast<int32_t>(blockIdx.x), cy0, cx0);
+    int32_t const y0 = cy0 * kVoloStride;
+    int32_t const x0 = cx0 * kVoloStride;
+    int32_t const tid = static_cast<int32_t>(threadIdx.x);
+    int32_t const nCells = plan.tcy * plan.tcx;
+
+    voloStageV<T>(v + voloImageBase(sh, b, head), sh, plan, y0, x0, sV);
+    GlobalLoad<T> const ldA{attn + voloAttnBase(sh, b, head)};
+#pragma unroll 1
+    for (int32_t slot = tid; slot < nCells * kVoloRows; slot += static_cast<int32_t>(blockDim.x))
+    {
+        voloStageRow(sh, plan, cy0, cx0, slot, ldA, sP);
+    }
+    __syncthreads();
+
+    int32_t mL = 0;
+    int32_t nL = 0;
+    int32_t cg = 0;
+    if (!voloThreadCell(plan, tid, mL, nL, cg))
+    {
+        return;
+    }
+    float acc[2][2][4];
+    voloCellAccumulate(sP, sV, plan.rws, plan.tcx, mL, nL, cg, acc);
+    int32_t const y = y0 + 2 * mL;
+    int32_t const x = x0 + 2 * nL;
+    T* o = out + voloImageBase(sh, b, head) + ((y * sh.width + x) * sh.channels + cg * kVoloCg);
+#pragma unroll
+    for (int32_t py = 0; py < 2; ++py)
+    {
+#pragma unroll
+        for (int32_t px = 0; px < 2; ++px)
+        {
+            if (y + py < sh.height && x + px < sh.width)
+            {
+                store4Out<T>(o + (py * sh.width + px) * sh.channels, acc[py][px]);
+            }
+        }
+    }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kGENERIC_THREADS, 4) outlookGenericKernel(
     T const* __restrict__ v, T const* __restrict__ attn, T* __restrict__ out, OutlookShape const sh, int64_t total)
@@ -262,10 +393,39 @@ cudaError_t launchTiledK(void const* v, void const* attn, void* out, OutlookShap
 }
 
 template <typename T>
+cudaError_t launchVolo(void const* v, void const* attn, void* out, OutlookShape const& sh, VoloPlan const& plan,
+    cudaStream_t stream)
+{
+    size_t const smem = static_cast<size_t>(plan.smemBytes);
+    if (smem > 48 * 1024)
+    {
+        cudaError_t const st
+            = cudaFuncSetAttribute(outlookVoloKernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+        if (st != cudaSuccess)
+        {
+            return st;
+        }
+    }
+    dim3 const grid(static_cast<uint32_t>(plan.tilesY * plan.tilesX), static_cast<uint32_t>(sh.heads),
+        static_cast<uint32_t>(sh.batch));
+    outlookVoloKernel<T><<<grid, plan.threads, smem, stream>>>(
+        static_cast<T const*>(v), static_cast<T const*>(attn), static_cast<T*>(out), sh, plan);
+    return cudaGetLastError();
+}
+
+template <typename T>
 cudaError_t launchTyped(
     void const* v, void const* attn, void* out, OutlookShape const& sh, int64_t total, cudaStream_t stream)
 {
     int32_t const elem = static_cast<int32_t>(sizeof(T));
+    if (voloPathApplies(sh) && aligned(v, 16) && aligned(out, kVoloCg * elem))
+    {
+        VoloPlan const vplan = planVolo(sh, kVOLO_MAX_CELLS, kVOLO_SMEM_BUDGET);
+        if (vplan.smemBytes > 0 && voloGridFits(sh, vplan))
+        {
+            return launchVolo<T>(v, attn, out, sh, vplan, stream);
+        }
+    }
     TilePlan const plan = planTiles(sh, elem, kSMEM_BUDGET, kMAX_TILE_CELLS);
     if (plan.smemBytes > 0)
     {

@@ -1,43 +1,106 @@
-"""FP32 PyTorch: the reference every other backend is compared with."""
+"""PyTorch: FP32 on the CPU is the reference every other backend is compared with; on a CUDA GPU
+the same model runs in FP32 or FP16 (``--torch-device``), with the outlook-attention form of choice
+(``--torch-form``: ``reference`` = the published unfold/fold code, ``fused`` = our CUDA kernel)."""
 
 from __future__ import annotations
 
+import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.errors import BackendUnavailable, BadInputError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """Where and how the PyTorch model runs."""
+
+    device: str = "auto"  # auto: cuda when torch.cuda.is_available(), else cpu
+    form: str = "reference"  # outlook-attention form (volo_deploy.models.outlook.set_outlook_form)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is usable, else ``cpu``; ``cuda`` without one is refused."""
+    import torch
+
+    if device not in DEVICES:
+        raise BadInputError(f"torch device {device!r}: expected one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("backend torch: unavailable: device cuda requested but torch.cuda.is_available() "
+                                 "is False")
+    return device
 
 
 class TorchRunner(Runner):
-    def __init__(self, model) -> None:  # model: VOLO
+    def __init__(self, model, device: str = "cpu", precision: str = "fp32") -> None:  # model: VOLO
+        import torch
+
         super().__init__((None, 3, model.cfg.img_size, model.cfg.img_size))
-        self.model = model
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.device = torch.device(device)
+        self.model = model.to(self.device, self.dtype).eval()
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.no_grad():
-            return self.model(torch.from_numpy(batch)).numpy()
+            x = torch.from_numpy(batch).to(self.device, self.dtype)
+            return self.model(x).float().cpu().numpy()
 
 
 @register_backend("torch", "pytorch")
 class TorchBackend(Backend):
-    """Eager PyTorch with the reference outlook attention; artifact = safetensors weights."""
+    """Eager PyTorch (CPU FP32 reference; CUDA FP32/FP16); artifact = safetensors weights."""
 
-    precisions = ("fp32",)
+    precisions = ("fp32", "fp16")
     model_suffix = ".safetensors"
+    Options = TorchOptions
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--torch-device", choices=DEVICES, default="auto",
+                            help="torch backend device (auto: cuda when available); fp16 needs cuda")
+        parser.add_argument("--torch-form", default="reference",
+                            help="outlook-attention form of the torch backend: reference (timm's code) or fused "
+                                 "(our CUDA kernel as one op)")
+
+    @classmethod
+    def options_from_args(cls, args: argparse.Namespace) -> TorchOptions:
+        return TorchOptions(device=getattr(args, "torch_device", "auto"), form=getattr(args, "torch_form", "reference"))
+
+    def check_request(self, request: ExportRequest) -> None:
+        super().check_request(request)
+        device = resolve_device((request.options or TorchOptions()).device)
+        if request.precision == "fp16" and device != "cuda":
+            raise BackendUnavailable("backend torch: unavailable: fp16 runs on CUDA only (torch.cuda.is_available() "
+                                     "is False or --torch-device cpu)")
 
     def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
         from safetensors.torch import save_file
 
         sd = {k: v.contiguous() for k, v in model.state_dict().items()}
-        save_file(sd, str(staged / model_file), metadata={"variant": model.cfg.name})
-        return {"format": "safetensors state dict"}
+        meta = {"variant": model.cfg.name, "precision": request.precision}
+        save_file(sd, str(staged / model_file), metadata=meta)
+        return {"format": "safetensors state dict (FP32 weights; precision applied at load)"}
 
     def load(self, artifact: Path, options: Any = None) -> Runner:
-        from volo_deploy.models import load_model
+        from safetensors import safe_open
 
+        from volo_deploy.models import load_model, set_outlook_form
+
+        opts = options or TorchOptions()
+        with safe_open(str(artifact), framework="pt") as f:
+            precision = (f.metadata() or {}).get("precision", "fp32")
+        device = resolve_device(opts.device)
+        if precision == "fp16" and device != "cuda":
+            raise BackendUnavailable(f"backend torch: unavailable: {artifact} is fp16, which runs on CUDA only")
         model, _ = load_model(artifact)
-        return TorchRunner(model)
+        return TorchRunner(set_outlook_form(model, opts.form), device, precision)

@@ -17,7 +17,9 @@ Forms (selected by name on the model, see :func:`set_outlook_form`):
 * ``reference``: ``F.unfold`` / ``F.fold``, the published code.
 * ``slice``: strided slices for unfold, pads + sums on the coarse grid for fold.
   No Col2Im, no k*k-times wider convolutions; the default for ONNX.
-* ``conv``: one-hot grouped ``conv2d`` / ``conv_transpose2d`` (REFERENCE.md).
+* ``conv``: one-hot grouped ``conv2d`` / ``conv_transpose2d``.
+* ``fused`` (``outlook_onnx``): the custom op ``volo::outlook_attention``, our CUDA kernel on a GPU
+  (the ``slice`` form on the CPU), one opaque node for ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def register_form(name: str) -> Callable[[CoreFn], CoreFn]:
 
 def get_form(name: str) -> CoreFn:
     """Return the core implementation called ``name``; unknown names list the known."""
+    if name not in OUTLOOK_FORMS:
+        # ``fused`` / ``onnx_node`` are registered with the custom op (imports onnx lazily only).
+        import volo_deploy.models.outlook_onnx  # noqa: F401
     try:
         return OUTLOOK_FORMS[name]
     except KeyError:

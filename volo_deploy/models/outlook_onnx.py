@@ -30,17 +30,43 @@ ATTRIBUTES = ("kernel_size", "padding", "stride", "num_heads", "scale")
 def _outlook_attention_op(
     v: torch.Tensor, attn: torch.Tensor, kernel_size: int, padding: int, stride: int, num_heads: int, scale: float
 ) -> torch.Tensor:
-    return get_form("slice")(v, attn, OutlookParams(kernel_size, padding, stride, num_heads, scale))
+    # Contiguous like the CUDA kernel's output and the fake kernel (torch.compile checks the strides).
+    return get_form("slice")(v, attn, OutlookParams(kernel_size, padding, stride, num_heads, scale)).contiguous()
 
 
 @_outlook_attention_op.register_fake
 def _(v, attn, kernel_size, padding, stride, num_heads, scale):  # noqa: ANN001, ANN202
-    return torch.empty_like(v)
+    return v.new_empty(v.shape)
+
+
+@_outlook_attention_op.register_kernel("cuda")
+def _outlook_attention_cuda(
+    v: torch.Tensor, attn: torch.Tensor, kernel_size: int, padding: int, stride: int, num_heads: int, scale: float
+) -> torch.Tensor:
+    """CUDA: our fused kernel (plugins/outlook_attention) through its C launcher, on the current stream.
+
+    FP32 / FP16 only (the kernel's types); other dtypes run the ``slice`` decomposition.
+    """
+    p = OutlookParams(kernel_size, padding, stride, num_heads, scale)
+    if v.dtype not in (torch.float32, torch.float16) or attn.dtype != v.dtype:
+        return get_form("slice")(v, attn, p).contiguous()
+    from volo_deploy.plugins_native import default_kernel
+
+    major, minor = torch.cuda.get_device_capability(v.device)
+    return default_kernel(f"{major}{minor}").outlook_attention(v.contiguous(), attn.contiguous(), p)
 
 
 @register_form("onnx_node")
 def outlook_core_onnx_node(v: torch.Tensor, attn: torch.Tensor, p: OutlookParams) -> torch.Tensor:
     """Calls the custom op, which the ONNX exporter turns into one ``volo`` node."""
+    return torch.ops.volo.outlook_attention(v, attn, p.kernel_size, p.padding, p.stride, p.num_heads, p.scale)
+
+
+@register_form("fused")
+def outlook_core_fused(v: torch.Tensor, attn: torch.Tensor, p: OutlookParams) -> torch.Tensor:
+    """The core as one op, ``volo::outlook_attention``: our CUDA kernel on a GPU, the ``slice`` form on
+    the CPU; ``torch.compile`` keeps it as one opaque node (its fake kernel gives the output shape).
+    Inference only (no autograd formula is registered)."""
     return torch.ops.volo.outlook_attention(v, attn, p.kernel_size, p.padding, p.stride, p.num_heads, p.scale)
 
 
