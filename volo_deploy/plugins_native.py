@@ -199,8 +199,9 @@ KERNEL_LIB_ENV = "VOLO_OUTLOOK_KERNEL_LIB"
 
 def kernel_cache_dir(arch: str) -> Path:
     """Per-architecture build folder of the kernel library in the user cache."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(root) / "volo_deploy" / "outlook_kernel" / f"sm_{arch}"
+    from volo_deploy.cache import cache_dir
+
+    return cache_dir("outlook_kernel", f"sm_{arch}")
 
 
 @functools.lru_cache(maxsize=None)
