@@ -93,6 +93,7 @@ def test_default_kernel_uses_env_path_or_user_cache(monkeypatch, tmp_path) -> No
         plugins_native.default_kernel("90")
     plugins_native.default_kernel.cache_clear()
     monkeypatch.delenv(plugins_native.KERNEL_LIB_ENV)
+    monkeypatch.delenv("VOLO_DEPLOY_CACHE", raising=False)  # the suite's isolated cache would take precedence
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     built = []
 
