@@ -23,6 +23,9 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
 
   - ``backend``, ``precision``, ``status``: ``ok`` | ``failed validation`` | ``export failed`` |
     ``run failed`` | ``unavailable`` | ``unsupported``; ``reason`` (null when ok).
+  - ``executed_precision``: what the runtime reported computing in, read back from the loaded
+    model (``fp32``, ``bf16``, ``int8+fp32``; OpenVINO ``fp16`` = FP16 weights computed in
+    ``fp32``); null when not run or not reported.
   - ``artifact``: ``dir``, ``model_file``, ``size_bytes`` (all files), ``sha256``, ``reused``.
   - ``export_seconds``, ``calibration_seconds`` (null when none), ``validation`` (the export's
     check against FP32 PyTorch, as in the manifest).
@@ -88,6 +91,7 @@ def result_rows_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "backend": r["backend"],
                 "precision": r["precision"],
+                "executed_precision": r.get("executed_precision"),
                 "status": r["status"],
                 "size_mb": size / 1e6 if size is not None else None,
                 "top1_pct": acc.get("top1_pct"),

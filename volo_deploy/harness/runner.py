@@ -54,6 +54,7 @@ class CaseResult:
 
     backend: str
     precision: str
+    executed_precision: str | None = None  # what the runtime reported computing in (e.g. bf16, int8+fp32)
     status: str = OK
     reason: str | None = None
     artifact: dict[str, Any] | None = None
@@ -227,7 +228,7 @@ def run_case(backend_name: str, precision: str, ctx: CaseContext) -> CaseResult:
     if precision not in backend_cls.precisions:
         res.status, res.reason = UNSUPPORTED, f"{backend_cls.name} supports {', '.join(backend_cls.precisions)}"
         return res
-    reason = backend_cls.unavailable_reason()
+    reason = backend_cls.unavailable_reason() or backend_cls.precision_unavailable_reason(precision)
     if reason:
         res.status, res.reason = UNAVAILABLE, reason
         return res
@@ -249,6 +250,7 @@ def run_case(backend_name: str, precision: str, ctx: CaseContext) -> CaseResult:
             try:
                 backend = backend_cls()
                 runner = backend.load(artifact, options)
+                res.executed_precision = runner.executed_precision
                 res.load_options = repr(options)
                 _measure(runner, ctx, res, label)
             except Exception as exc:  # a runtime that fails to load or run the artifact

@@ -49,7 +49,9 @@ def quantize_for_export(
     calib = calibration_set(cfg, request.calib_data, opts.calib_size, opts.seed)
     load_s = time.perf_counter() - t0
     log(f"calibration: {len(calib.x)} images from {calib.source} ({len(calib.skipped)} skipped), method {opts.method.value}")
-    config = QuantConfig(method=opts.method, placement=Placement(include=opts.include, exclude=opts.exclude))
+    config = QuantConfig(
+        method=opts.method, placement=Placement(include=opts.include, exclude=opts.exclude), weight_bits=opts.weight_bits
+    )
     cache = opts.cache or default_cache_path(cfg.name, cfg.img_size, profile, opts.method.value)
     details: dict[str, Any] = {"calibration_data": calib.describe(), "calibration_load_seconds": round(load_s, 3)}
     if opts.max_drop is None:
@@ -74,6 +76,7 @@ def quantize_for_export(
             f"({report.runtime}): drop {report.drop:.2f} points (budget {opts.max_drop}), "
             f"agreement {report.agreement:.1f}%; returned to float: {', '.join(report.returned_to_float) or 'none'}"
         )
+    log(f"INT8 weights: {result.weight_bits}-bit ({result.weight_bits_reason})")
     if result.cache.status == "mismatch":
         log(f"calibration cache {cache} did not match ({'; '.join(result.cache.differs)}): recalibrated")
     elif result.cache.status == "hit":
@@ -118,13 +121,22 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
         path = Path(tmp) / "fp32.onnx"
         write_portable_onnx(model, request, path)
         fp32 = onnx.load(str(path))
+    from volo_deploy.quant.profiles import choose_weight_bits, get_profile
+
     calib = calibration_set(model.cfg, request.calib_data, opts.calib_size, opts.seed)
+    bits, why = choose_weight_bits(get_profile("openvino"), opts.weight_bits)
+    log(f"INT8 weights (NNCF overflow fix): {bits}-bit ({why})")
     t0 = time.perf_counter()
-    ov_model = nncf_quantize_openvino(fp32, calib.x, subset_size=len(calib.x), ov_model=fp32_ov_model)
+    ov_model = nncf_quantize_openvino(fp32, calib.x, subset_size=len(calib.x), ov_model=fp32_ov_model, weight_bits=bits)
     details: dict[str, Any] = {
         "openvino_path": "nncf",
         "calibration_data": calib.describe(),
-        "quantization": {"method": "nncf (TRANSFORMER, mixed)", "calibration_seconds": round(time.perf_counter() - t0, 3)},
+        "quantization": {
+            "method": "nncf (TRANSFORMER, mixed)",
+            "calibration_seconds": round(time.perf_counter() - t0, 3),
+            "weight_bits": bits,
+            "weight_bits_reason": why,
+        },
     }
     if opts.max_drop is not None:
         ev = eval_set(model.cfg, opts.eval_data, opts.eval_size)
