@@ -122,6 +122,8 @@ class Runner(ABC):
     #: The precision the runtime computes in, read back from it where it says (``fp32``, ``bf16``,
     #: ``int8+fp32``...; see :mod:`volo_deploy.backends.precision`); ``None``: not reported.
     executed_precision: str | None = None
+    #: A warning about running this artifact on this machine (e.g. INT8 weights its kernels can saturate).
+    warning: str | None = None
 
     def __init__(self, input_shape: tuple[int | None, ...]) -> None:
         self.input_shape = input_shape  # (batch or None, 3, S, S)

@@ -10,6 +10,7 @@ pins off. That ARM path is configured and tested by its session entries only (no
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,14 +19,19 @@ from typing import Any
 import numpy as np
 
 from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
-from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name
+from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
 from volo_deploy.errors import BadInputError, ExportError
 
+log = logging.getLogger(__name__)
 BF16_FASTMATH = "mlas.enable_gemm_fastmath_arm64_bfloat16"
 # Session entries that change results, each pinned to its exact-math value (onnxruntime's
 # onnxruntime_session_options_config_keys.h): the ARM64 bf16 GEMM fast math, the tanh GELU
 # approximation fusion, and flush-to-zero / denormals-as-zero.
-EXACT_MATH_ENTRIES = {BF16_FASTMATH: "0", "optimization.enable_gelu_approximation": "0", "session.set_denormal_as_zero": "0"}
+EXACT_MATH_ENTRIES = {
+    BF16_FASTMATH: "0",
+    "optimization.enable_gelu_approximation": "0",
+    "session.set_denormal_as_zero": "0",
+}
 ARM64 = ("aarch64", "arm64")
 
 
@@ -102,12 +108,14 @@ class OrtRunner(Runner):
     def __init__(self, path: Path, options: OrtOptions) -> None:
         self.precision = options.precision or "fp32"
         self.session = self._session(path, options)
-        if options.precision is None:  # the model's own precision (its metadata), if it needs other options
-            own = self.session.get_modelmeta().custom_metadata_map.get("volo.precision", "fp32")
-            if own != self.precision:
-                self.precision = own
-                self.session = self._session(path, options)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if options.precision is None and meta.get("volo.precision", "fp32") != self.precision:
+            self.precision = meta["volo.precision"]  # the model's own precision, if it needs other options
+            self.session = self._session(path, options)
         self.executed_precision = executed_name(session_float_precision(self.session), self.precision)
+        self.warning = int8_weights_warning(meta.get("volo.quant.weight_bits"))
+        if self.warning:
+            log.warning("model %s: %s", path.name, self.warning)
         inp = self.session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
         super().__init__(shape)

@@ -50,6 +50,7 @@ saved; the quantization issue adds ``"int8"`` to ``precisions`` and a branch the
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
@@ -59,9 +60,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
-from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name
+from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
 from volo_deploy.errors import BackendUnavailable, BadInputError, ExportError
 
+log = logging.getLogger(__name__)
 HINTS = ("latency", "throughput")
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 OUTLOOK_FORMS = ("slice", "conv", "reference")
@@ -75,10 +77,15 @@ def inference_config(precision: str = "fp32") -> dict[str, str]:
     return {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
 
 
+def rt_info(ov_model: Any, name: str) -> str | None:
+    """Our ``volo_deploy`` rt_info entry ``name`` of an IR, ``None`` if absent."""
+    key = ["volo_deploy", name]
+    return ov_model.get_rt_info(key).astype(str) if ov_model.has_rt_info(key) else None
+
+
 def ir_precision(ov_model: Any) -> str:
     """The precision an IR was exported as (its ``volo_deploy`` rt_info), ``fp32`` if not ours."""
-    key = ["volo_deploy", "volo_precision"]
-    value = ov_model.get_rt_info(key).astype(str) if ov_model.has_rt_info(key) else "fp32"
+    value = rt_info(ov_model, "volo_precision")
     return value if value in INFERENCE_PRECISION else "fp32"
 
 
@@ -187,14 +194,19 @@ class OvRunner(Runner):
             raise BadInputError(f"OpenVINO IR {xml}: cannot be read ({str(exc).splitlines()[0]})") from None
         self.precision = options.precision or ir_precision(model)
         if self.precision not in INFERENCE_PRECISION:
-            raise BadInputError(f"OpenVINO precision {self.precision!r}: expected one of {', '.join(INFERENCE_PRECISION)}")
+            known = ", ".join(INFERENCE_PRECISION)
+            raise BadInputError(f"OpenVINO precision {self.precision!r}: expected one of {known}")
         try:
             self.compiled = self.core.compile_model(model, options.device, options.compile_config(self.precision))
         except RuntimeError as exc:
             raise BadInputError(
                 f"OpenVINO IR {xml}: cannot be compiled for {options.device} ({str(exc).splitlines()[0]})"
             ) from None
-        self.executed_precision = executed_precision(self.compiled, self.precision, f"OpenVINO IR {xml.name} on {options.device}")
+        what = f"OpenVINO IR {xml.name} on {options.device}"
+        self.executed_precision = executed_precision(self.compiled, self.precision, what)
+        self.warning = int8_weights_warning(rt_info(model, "volo_quant_weight_bits"))
+        if self.warning:
+            log.warning("OpenVINO IR %s: %s", xml.name, self.warning)
         pshape = self.compiled.input(0).get_partial_shape()
         super().__init__(tuple(d.get_length() if d.is_static else None for d in pshape))
         self.path, self.options = xml, options

@@ -18,9 +18,22 @@ def bf16_unavailable_reason() -> str | None:
     if machine.has_bf16():
         return None
     found = " ".join(sorted(machine.cpu_features())) or "none"
-    return f"this CPU has no native bf16 (needs avx512_bf16 or amx_bf16 on x86, bf16 on ARM; ISA features found: {found})"
+    return f"this CPU has no native bf16 (needs avx512_bf16 or amx_bf16 on x86, bf16 on ARM; ISA features: {found})"
 
 
 def executed_name(float_precision: str, precision: str) -> str:
     """How a manifest/report names what ran: the float math precision, ``int8+<float>`` for INT8."""
     return f"int8+{float_precision}" if precision == "int8" else float_precision
+
+
+def int8_weights_warning(weight_bits: str | int | None) -> str | None:
+    """A warning when an INT8 model with full-range (8-bit) weights is loaded on a CPU without an
+    int8 dot product, whose u8 x s8 kernels can saturate them (the choice fits the exporting CPU)."""
+    from volo_deploy import machine
+
+    if str(weight_bits) != "8" or machine.has_int8_dot_product():
+        return None
+    return (
+        "INT8 model with 8-bit weights on a CPU without VNNI / int8 dot product: its int8 kernels can saturate "
+        "(int16 pair sums); re-export on this CPU or with --int8-weight-bits 7"
+    )

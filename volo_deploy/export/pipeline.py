@@ -96,7 +96,7 @@ def export_model(
             ref = torch_logits(model, x)
             runner = backend_obj.load(staged / model_file, backend_obj.validation_options(request))
             executed = runner.executed_precision
-            log(f"{backend_obj.name} {request.precision}: the runtime computes in {executed or 'an unreported precision'}")
+            log(f"{backend_obj.name} {request.precision}: runtime computes in {executed or 'an unreported precision'}")
             try:
                 got = run_batched(runner, x, None if request.dynamic_batch else request.batch)
             finally:

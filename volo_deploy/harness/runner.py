@@ -251,6 +251,8 @@ def run_case(backend_name: str, precision: str, ctx: CaseContext) -> CaseResult:
                 backend = backend_cls()
                 runner = backend.load(artifact, options)
                 res.executed_precision = runner.executed_precision
+                if runner.warning:
+                    res.warnings.append(runner.warning)
                 res.load_options = repr(options)
                 _measure(runner, ctx, res, label)
             except Exception as exc:  # a runtime that fails to load or run the artifact

@@ -109,6 +109,7 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
 
         for key, value in onnx_metadata(model, request).items():  # same rt_info as the FP32 IR
             ov_model.set_rt_info(value, ["volo_deploy", key.replace(".", "_")])
+        ov_model.set_rt_info(str(details["quantization"]["weight_bits"]), ["volo_deploy", "volo_quant_weight_bits"])
         return ov_model, {**details, "openvino_path": "qdq"}
     if opts.openvino_path != "nncf":
         raise QuantizationError(f"openvino_path must be 'qdq' or 'nncf', got {opts.openvino_path!r}")
@@ -128,6 +129,7 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
     log(f"INT8 weights (NNCF overflow fix): {bits}-bit ({why})")
     t0 = time.perf_counter()
     ov_model = nncf_quantize_openvino(fp32, calib.x, subset_size=len(calib.x), ov_model=fp32_ov_model, weight_bits=bits)
+    ov_model.set_rt_info(str(bits), ["volo_deploy", "volo_quant_weight_bits"])
     details: dict[str, Any] = {
         "openvino_path": "nncf",
         "calibration_data": calib.describe(),
