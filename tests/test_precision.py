@@ -59,12 +59,15 @@ def demo():
 
 @pytest.fixture(scope="module")
 def ov_exports(tmp_path_factory):
-    """Demo OpenVINO exports at fp32 (and bf16 where this CPU has it), dynamic batch."""
-    out = {}
+    """Demo OpenVINO exports at fp32 (and bf16 where this CPU has it), dynamic batch, in the
+    folders volo-bench reuses (``<root>/openvino_<precision>``); ``out["root"]`` is the root."""
+    root = tmp_path_factory.mktemp("artifacts")
+    out = {"root": root}
     for precision in ("fp32", "bf16") if machine.has_bf16() else ("fp32",):
-        folder = tmp_path_factory.mktemp(f"ov_{precision}")
         out[precision] = export_model(
-            "openvino", ExportRequest(output_dir=folder, precision=precision, dynamic_batch=True), log=lambda s: None
+            "openvino",
+            ExportRequest(output_dir=root / f"openvino_{precision}", precision=precision, dynamic_batch=True),
+            log=lambda s: None,
         )
     return out
 
@@ -171,6 +174,30 @@ def test_bf16_ir_runs_bf16_here(ov_exports, demo):
     assert FP32_ATOL < err <= DEFAULT_TOLERANCES["bf16"].max_rel * np.abs(ref).max()  # really bf16, within limits
     fp32 = OpenVinoBackend().load(res.model_file, OvOptions(precision="fp32"))  # the same IR, pinned f32
     assert np.abs(fp32.run(x) - ref).max() <= FP32_ATOL
+
+
+def test_bench_rows_record_what_ran(ov_exports, demo):
+    """volo-bench rows: fp32 within 1e-4 of PyTorch and executed as fp32; a bf16 row where the CPU has it."""
+    from volo_deploy import artifacts
+    from volo_deploy.harness.runner import OK, UNAVAILABLE, CaseContext, run_case
+    from volo_deploy.models import demo_checkpoint
+
+    _, x, ref = demo
+    ckpt = demo_checkpoint()
+    ctx = CaseContext(
+        checkpoint=ckpt, checkpoint_sha256=artifacts.sha256_file(ckpt), model_name=None, x=x, labels=None,
+        ref_logits=ref, ref_top1_pct=None, batch_sizes=(4,), warmup=0, iters=1, threads=1,
+        artifacts_root=ov_exports["root"], progress=False, log=lambda s: None,
+    )
+    fp32 = run_case("openvino", "fp32", ctx)
+    assert (fp32.status, fp32.executed_precision, fp32.artifact["reused"]) == (OK, "fp32", True)
+    assert fp32.agreement["max_abs"] <= FP32_ATOL
+    bf16 = run_case("openvino", "bf16", ctx)
+    if machine.has_bf16():
+        assert (bf16.status, bf16.executed_precision) == (OK, "bf16")
+        assert bf16.agreement["max_abs"] > FP32_ATOL and bf16.agreement["top1_agreement_pct"] >= 90
+    else:
+        assert bf16.status == UNAVAILABLE and "no native bf16" in bf16.reason
 
 
 def test_bf16_unavailable_without_cpu_support(cpu, tmp_path, capsys):

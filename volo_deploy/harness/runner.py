@@ -55,6 +55,7 @@ class CaseResult:
     backend: str
     precision: str
     executed_precision: str | None = None  # what the runtime reported computing in (e.g. bf16, int8+fp32)
+    int8_weight_bits: int | None = None  # INT8 only: 8, or 7 where the exporting CPU had no VNNI / dot product
     status: str = OK
     reason: str | None = None
     artifact: dict[str, Any] | None = None
@@ -162,6 +163,7 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
         res.artifact = _artifact_info(folder, manifest, reused=True)
         res.export_seconds = exp.get("seconds")
         res.calibration_seconds = calibration_seconds(exp)
+        res.int8_weight_bits = (exp.get("quantization") or {}).get("weight_bits")
         res.validation = manifest.get("validation")
         res.log.append(f"reused {folder} (hashes match its manifest)")
         return folder / manifest["model_file"]
@@ -176,6 +178,7 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
     )
     res.export_seconds = round(result.export_seconds, 3)
     res.calibration_seconds = calibration_seconds(result.details)
+    res.int8_weight_bits = (result.details.get("quantization") or {}).get("weight_bits")
     res.validation = result.validation
     res.artifact = _artifact_info(folder, json.loads((folder / MANIFEST_NAME).read_text()), reused=False)
     return result.model_file
