@@ -16,8 +16,9 @@ OpenVINO INT8. Targets: without VNNI, OpenVINO INT8 >= 1.3x faster than FP32 at 
 VNNI, INT8 >= 2.5x faster than true FP32 at batch 8.
 
 Measured on the 2-core AMD EPYC Zen 4 box (avx512_vnni, avx512_bf16; 8-bit weights), shared
-with other jobs (load average 4-7: absolute times are inflated and moved 3.5x between the two
-runs at batch 8; ratios are what count), median of 10 interleaved calls, ms (x = true fp32 / it)::
+with other jobs (load average 3-7: absolute times are inflated and moved 3.5x between runs at
+batch 8; ratios are what count), median of 10 (runs 1, 2) or 15 (run 3) interleaved calls, ms
+(x = true fp32 / it)::
 
     run 1, batch 1: onnxruntime fp32  387.5 int8  179.8 (2.16x) | openvino fp32  434.8 bf16  252.0 (1.73x) int8  195.8 (2.22x)
            batch 8: onnxruntime fp32 3683.9 int8 1932.0 (1.91x) | openvino fp32 3634.8 bf16 2019.3 (1.80x) int8 1819.7 (2.00x)
@@ -25,10 +26,15 @@ runs at batch 8; ratios are what count), median of 10 interleaved calls, ms (x =
                                                                    int8+bf16 192.3 (2.28x)
            batch 8: onnxruntime fp32 1047.6 int8  511.8 (2.05x) | openvino fp32  967.6 bf16  628.8 (1.54x) int8  407.9 (2.37x)
                                                                    int8+bf16 335.8 (2.88x)
+    run 3, batch 1: onnxruntime fp32  289.9 int8  147.1 (1.97x) | openvino fp32  326.2 bf16  207.7 (1.57x) int8  165.5 (1.97x)
+                                                                   int8+bf16 144.0 (2.27x)
+           batch 8: onnxruntime fp32 2276.3 int8 1163.4 (1.96x) | openvino fp32 2231.8 bf16 1320.1 (1.69x) int8 1203.5 (1.85x)
+                                                                   int8+bf16 1004.6 (2.22x)
 
 onnxruntime bf16: n/a (no bf16 kernels on x86). The 2.5x INT8 target at batch 8 is NOT met
-with FP32 float parts under this load (2.00x, 2.37x); OpenVINO's own default on this CPU (INT8
-with bf16 float parts) reaches 2.88x, at the cost of bf16 error in the unquantized layers.
+with FP32 float parts under this load (OpenVINO 1.85-2.37x, onnxruntime 1.91-2.05x); OpenVINO's
+own default on this CPU (INT8 with bf16 float parts) gives 2.22-2.88x, at the cost of bf16
+error in the unquantized layers. Not measured on an idle machine.
 
 Measured on the 2-core AMD EPYC dev box (AVX2, no AVX-512/VNNI; 7-bit weights), idle,
 onnxruntime 1.32, OpenVINO 2026.4, median of 10 interleaved calls, fp32/int8 (>1: int8 faster)::

@@ -204,6 +204,8 @@ class OvRunner(Runner):
             ) from None
         what = f"OpenVINO IR {xml.name} on {options.device}"
         self.executed_precision = executed_precision(self.compiled, self.precision, what)
+        if self.executed_precision is None:
+            log.warning("%s: the device does not report its inference precision; %s not verified", what, self.precision)
         self.warning = int8_weights_warning(rt_info(model, "volo_quant_weight_bits"))
         if self.warning:
             log.warning("OpenVINO IR %s: %s", xml.name, self.warning)
