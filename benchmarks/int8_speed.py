@@ -34,7 +34,18 @@ batch 8; ratios are what count), median of 10 (runs 1, 2) or 15 (run 3) interlea
 onnxruntime bf16: n/a (no bf16 kernels on x86). The 2.5x INT8 target at batch 8 is NOT met
 with FP32 float parts under this load (OpenVINO 1.85-2.37x, onnxruntime 1.91-2.05x); OpenVINO's
 own default on this CPU (INT8 with bf16 float parts) gives 2.22-2.88x, at the cost of bf16
-error in the unquantized layers. Not measured on an idle machine.
+error in the unquantized layers. Not measured on an idle machine. Where the time goes there
+(``--profile``, batch 8, one run, ms per call, fp32 | int8)::
+
+    OpenVINO  FullyConnected  [gemm_mlas_f32 + brgconv_avx512_1x1_f32 + brgemm_avx512_f32] 976 |
+                              [brgemm_avx512_i8 (VNNI)] 317 (+ 15 float heads)
+              Convolution     [brgconv_avx512_f32] 212 | [brgconv_avx512_I8] 59
+              Subgraph (fused eltwise) 196 | 209; Transpose, Reorder, ReduceMean, Softmax... ~230 | ~180
+              total 1656 | 821 (2.0x)
+    ORT       Gemm 1325 | QGemm 438 (+ Gemm 14); Conv 312 | QLinearConv 88 + Conv 66; total 2198 | 1194
+
+The int8 GEMMs are ~3x faster than FP32 ones; the float parts (eltwise, GELU, LayerNorm,
+Softmax, the outlook core, ~40% of the INT8 model's time) cap the whole model near 2x.
 
 Measured on the 2-core AMD EPYC dev box (AVX2, no AVX-512/VNNI; 7-bit weights), idle,
 onnxruntime 1.32, OpenVINO 2026.4, median of 10 interleaved calls, fp32/int8 (>1: int8 faster)::
