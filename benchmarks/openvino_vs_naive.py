@@ -49,7 +49,9 @@ def main() -> None:
     naive, source = naive_onnx(args.model, work / "naive.onnx", ckpt, args.timm_python, args.naive_onnx)
 
     core = ov.Core()
-    config = {"PERFORMANCE_HINT": "LATENCY"}
+    from volo_deploy.backends.openvino_backend import inference_config
+
+    config = {"PERFORMANCE_HINT": "LATENCY", **inference_config("fp32")}  # true FP32 (bf16 by default on bf16 CPUs)
     if args.threads:
         config["INFERENCE_NUM_THREADS"] = str(args.threads)
     print(f"model {args.model}, OpenVINO {ov.get_version()} CPU, naive = {source}")

@@ -95,6 +95,7 @@ class ExportResult:
     validation: dict[str, float]
     export_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    executed_precision: str | None = None  # what the runtime reported it computes in (None: not validated)
 
 
 def run_in_chunks(
@@ -122,6 +123,12 @@ def run_in_chunks(
 
 class Runner(ABC):
     """Runs one artifact. ``run`` checks the batch and records the wall time of each call."""
+
+    #: The precision the runtime computes in, read back from it where it says (``fp32``, ``bf16``,
+    #: ``int8+fp32``...; see :mod:`volo_deploy.backends.precision`); ``None``: not reported.
+    executed_precision: str | None = None
+    #: A warning about running this artifact on this machine (e.g. INT8 weights its kernels can saturate).
+    warning: str | None = None
 
     def __init__(self, input_shape: tuple[int | None, ...]) -> None:
         self.input_shape = input_shape  # (batch or None, 3, S, S)
@@ -187,9 +194,17 @@ class Backend(ABC):
         """Refuse a request this backend cannot serve here (default: runtime must be installed)."""
         self.require()
 
+    @classmethod
+    def precision_unavailable_reason(cls, precision: str) -> str | None:
+        """``None`` when ``precision`` (one of :attr:`precisions`) can run on this machine, else why not."""
+        return None
+
     def check_precision(self, precision: str) -> None:
         if precision not in self.precisions:
             raise BadInputError(f"backend {self.name} supports {', '.join(self.precisions)}, not {precision}")
+        reason = self.precision_unavailable_reason(precision)
+        if reason:
+            raise BackendUnavailable(f"backend {self.name}: {precision} unavailable here: {reason}")
 
     @abstractmethod
     def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:

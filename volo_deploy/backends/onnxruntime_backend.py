@@ -1,16 +1,60 @@
-"""Portable ONNX, run by ONNX Runtime."""
+"""Portable ONNX, run by ONNX Runtime.
+
+Precision: the session options that change the math are pinned (:func:`session_options`).
+onnxruntime's CPU provider has no bf16 kernels on x86; its only bf16 path is MLAS's GEMM
+"fast math" on ARM64 (``mlas.enable_gemm_fastmath_arm64_bfloat16``: fp32 MatMul/Gemm computed
+with bf16 multiplies), which ``bf16`` uses on ARM64 CPUs with bf16 and every other precision
+pins off. That ARM path is configured and tested by its session entries only (no ARM CPU here).
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+import logging
+import platform
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
 from volo_deploy.errors import BadInputError, ExportError
+
+log = logging.getLogger(__name__)
+BF16_FASTMATH = "mlas.enable_gemm_fastmath_arm64_bfloat16"
+# Session entries that change results, each pinned to its exact-math value (onnxruntime's
+# onnxruntime_session_options_config_keys.h): the ARM64 bf16 GEMM fast math, the tanh GELU
+# approximation fusion, and flush-to-zero / denormals-as-zero.
+EXACT_MATH_ENTRIES = {
+    BF16_FASTMATH: "0",
+    "optimization.enable_gelu_approximation": "0",
+    "session.set_denormal_as_zero": "0",
+}
+ARM64 = ("aarch64", "arm64")
+
+
+def session_options(precision: str = "fp32", threads: int | None = None, log_severity: int | None = None):
+    """``ort.SessionOptions`` that compute ``precision`` as it says: exact-math entries pinned,
+    bf16 GEMM fast math on only for ``bf16`` (ARM64)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = threads
+    if log_severity is not None:
+        so.log_severity_level = log_severity
+    for key, value in EXACT_MATH_ENTRIES.items():
+        so.add_session_config_entry(key, "1" if key == BF16_FASTMATH and precision == "bf16" else value)
+    return so
+
+
+def session_float_precision(sess) -> str:
+    """The float precision a session's GEMMs run in, read back from its options."""
+    fast = sess.get_session_options().get_session_config_entry(BF16_FASTMATH) == "1"
+    return "bf16" if fast and platform.machine().lower() in ARM64 else "fp32"
 
 
 @dataclass(frozen=True)
@@ -19,6 +63,7 @@ class OrtOptions:
 
     threads: int | None = None
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    precision: str | None = None  # None: the model's own (its volo.precision metadata), else fp32
 
 
 def onnx_metadata(model, request: ExportRequest) -> dict[str, str]:
@@ -61,20 +106,29 @@ def write_portable_onnx(model, request: ExportRequest, path: Path) -> dict[str, 
 
 class OrtRunner(Runner):
     def __init__(self, path: Path, options: OrtOptions) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if options.threads:
-            so.intra_op_num_threads = options.threads
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=list(options.providers))
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BadInputError(f"model {path}: onnxruntime cannot load it ({exc})") from None
+        self.precision = options.precision or "fp32"
+        self.session = self._session(path, options)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if options.precision is None and meta.get("volo.precision", "fp32") != self.precision:
+            self.precision = meta["volo.precision"]  # the model's own precision, if it needs other options
+            self.session = self._session(path, options)
+        self.executed_precision = executed_name(session_float_precision(self.session), self.precision)
+        self.warning = int8_weights_warning(meta.get("volo.quant.weight_bits"))
+        if self.warning:
+            log.warning("model %s: %s", path.name, self.warning)
         inp = self.session.get_inputs()[0]
         shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
         super().__init__(shape)
         self.input_name = inp.name
+
+    def _session(self, path: Path, options: OrtOptions):
+        import onnxruntime as ort
+
+        so = session_options(self.precision, options.threads)
+        try:
+            return ort.InferenceSession(str(path), so, providers=list(options.providers))
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BadInputError(f"model {path}: onnxruntime cannot load it ({exc})") from None
 
     def _run_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
@@ -84,7 +138,7 @@ class OrtRunner(Runner):
 class OnnxRuntimeBackend(Backend):
     """Portable ONNX (opset >= 17, no Col2Im, ``volo.OutlookAttention`` local functions)."""
 
-    precisions = ("fp32", "int8")
+    precisions = ("fp32", "bf16", "int8")
     model_suffix = ".onnx"
     Options = OrtOptions
 
@@ -99,8 +153,24 @@ class OnnxRuntimeBackend(Backend):
     def options_from_args(cls, args: argparse.Namespace) -> OrtOptions:
         return OrtOptions(threads=getattr(args, "threads", None))
 
+    @classmethod
+    def precision_unavailable_reason(cls, precision: str) -> str | None:
+        if precision != "bf16":
+            return None
+        if platform.machine().lower() not in ARM64:
+            return (
+                "onnxruntime's CPU provider has no bf16 kernels on x86 (its bf16 GEMM fast math is ARM64 only); "
+                "use --backend openvino"
+            )
+        return bf16_unavailable_reason()
+
+    def validation_options(self, request: ExportRequest) -> OrtOptions:
+        return replace(request.options or OrtOptions(), precision=request.precision)
+
     def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
         details = write_portable_onnx(model, request, staged / model_file)
+        so = session_options(request.precision)
+        details["session_config"] = {k: so.get_session_config_entry(k) for k in EXACT_MATH_ENTRIES}
         if request.precision == "int8":  # Q/DQ ONNX (explicit quantization), profile "onnxruntime"
             import onnx
 

@@ -2,8 +2,17 @@
 
 Export path: our portable ONNX (``volo.OutlookAttention`` local functions) is inlined
 with ``onnx.inliner`` and read by ``ov.convert_model``; ``ov.save_model`` writes the IR,
-``compress_to_fp16=True`` for ``fp16`` (weights stored as FP16; on CPUs without native
-FP16 math the runtime decompresses them and computes in FP32).
+``compress_to_fp16=True`` for ``fp16`` (weights stored as FP16).
+
+Precision = what is computed, pinned for every compile (:data:`INFERENCE_PRECISION`): the CPU
+plugin's default ``INFERENCE_PRECISION_HINT`` is bf16 on CPUs with avx512_bf16 or AMX (OpenVINO
+docs, "CPU device: inference precision"), so an unpinned "fp32" IR runs bf16 on Sapphire Rapids
+and Zen 4 (demo max abs error 0.015 instead of 1e-6), and an ``f16`` hint on a CPU without FP16
+math silently became bf16 (OpenVINO 2026.4, Zen 4). So ``fp32`` and ``int8`` (its float parts)
+compile with ``f32``; ``fp16`` means FP16-*stored* weights computed in FP32 (``f32``), the same
+numbers on every CPU; ``bf16`` compiles with ``bf16`` and only where the CPU has it
+(:func:`volo_deploy.machine.has_bf16`). The runner reads the hint back from the compiled model
+(:attr:`OvRunner.executed_precision`) and refuses a model that computes otherwise.
 
 Decision (measured on the 2-core AVX2 dev box, shared and heavily loaded, VOLO-D1 224,
 batch 1, FP32, OpenVINO 2026.4 CPU, LATENCY hint, 15 interleaved runs, median; the
@@ -41,20 +50,59 @@ saved; the quantization issue adds ``"int8"`` to ``precisions`` and a branch the
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
-from volo_deploy.errors import BadInputError, ExportError
+from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
+from volo_deploy.errors import BackendUnavailable, BadInputError, ExportError
 
+log = logging.getLogger(__name__)
 HINTS = ("latency", "throughput")
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 OUTLOOK_FORMS = ("slice", "conv", "reference")
+#: Our precision -> the ``INFERENCE_PRECISION_HINT`` every compile of it pins.
+INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32"}
+_OV_TYPE_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+
+
+def inference_config(precision: str = "fp32") -> dict[str, str]:
+    """The compile properties that fix what ``precision`` computes in, on any device."""
+    return {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
+
+
+def rt_info(ov_model: Any, name: str) -> str | None:
+    """Our ``volo_deploy`` rt_info entry ``name`` of an IR, ``None`` if absent."""
+    key = ["volo_deploy", name]
+    return ov_model.get_rt_info(key).astype(str) if ov_model.has_rt_info(key) else None
+
+
+def ir_precision(ov_model: Any) -> str:
+    """The precision an IR was exported as (its ``volo_deploy`` rt_info), ``fp32`` if not ours."""
+    value = rt_info(ov_model, "volo_precision")
+    return value if value in INFERENCE_PRECISION else "fp32"
+
+
+def executed_precision(compiled: Any, precision: str, what: str) -> str | None:
+    """What ``compiled`` computes in, read back from it (``None`` if the device does not say);
+    raises :class:`BackendUnavailable` when that is not what ``precision`` needs."""
+    try:
+        value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    except RuntimeError:  # e.g. some virtual devices do not report it
+        return None
+    hint = value.to_string() if hasattr(value, "to_string") else str(value)
+    want = INFERENCE_PRECISION[precision]
+    if hint != want:
+        raise BackendUnavailable(
+            f"{what}: {precision} needs INFERENCE_PRECISION_HINT {want}, the compiled model runs {hint}"
+        )
+    return executed_name(_OV_TYPE_NAMES.get(hint, hint), precision)
 
 
 @dataclass(frozen=True)
@@ -64,7 +112,8 @@ class OvOptions:
     ``device``: ``CPU`` | ``GPU`` | ``AUTO`` (or any ``ov.Core().available_devices`` name);
     ``hint``: performance hint; ``streams`` / ``threads``: ``None`` = the hint's choice;
     ``requests``: async queue size (``None`` = the compiled model's optimal number);
-    ``outlook_form``: the outlook-attention decomposition in the exported graph.
+    ``outlook_form``: the outlook-attention decomposition in the exported graph;
+    ``precision``: what a loaded IR is compiled for (``None``: what it was exported as).
     """
 
     device: str = "CPU"
@@ -73,9 +122,10 @@ class OvOptions:
     threads: int | None = None
     requests: int | None = None
     outlook_form: str = "slice"
+    precision: str | None = None
 
-    def compile_config(self) -> dict[str, str]:
-        cfg = {"PERFORMANCE_HINT": self.hint.upper()}
+    def compile_config(self, precision: str = "fp32") -> dict[str, str]:
+        cfg = {"PERFORMANCE_HINT": self.hint.upper(), **inference_config(precision)}
         if self.streams is not None:
             cfg["NUM_STREAMS"] = str(self.streams)
         if self.threads is not None:
@@ -142,12 +192,23 @@ class OvRunner(Runner):
             model = self.core.read_model(str(xml))
         except RuntimeError as exc:
             raise BadInputError(f"OpenVINO IR {xml}: cannot be read ({str(exc).splitlines()[0]})") from None
+        self.precision = options.precision or ir_precision(model)
+        if self.precision not in INFERENCE_PRECISION:
+            known = ", ".join(INFERENCE_PRECISION)
+            raise BadInputError(f"OpenVINO precision {self.precision!r}: expected one of {known}")
         try:
-            self.compiled = self.core.compile_model(model, options.device, options.compile_config())
+            self.compiled = self.core.compile_model(model, options.device, options.compile_config(self.precision))
         except RuntimeError as exc:
             raise BadInputError(
                 f"OpenVINO IR {xml}: cannot be compiled for {options.device} ({str(exc).splitlines()[0]})"
             ) from None
+        what = f"OpenVINO IR {xml.name} on {options.device}"
+        self.executed_precision = executed_precision(self.compiled, self.precision, what)
+        if self.executed_precision is None:
+            log.warning("%s: the device does not report its inference precision; %s not verified", what, self.precision)
+        self.warning = int8_weights_warning(rt_info(model, "volo_quant_weight_bits"))
+        if self.warning:
+            log.warning("OpenVINO IR %s: %s", xml.name, self.warning)
         pshape = self.compiled.input(0).get_partial_shape()
         super().__init__(tuple(d.get_length() if d.is_static else None for d in pshape))
         self.path, self.options = xml, options
@@ -226,9 +287,9 @@ def convert_portable_onnx(model, request: ExportRequest, form: str, work: Path) 
 
 @register_backend("openvino", "ov")
 class OpenVinoBackend(Backend):
-    """OpenVINO IR from the inlined portable ONNX; FP32 or FP16-compressed weights."""
+    """OpenVINO IR from the inlined portable ONNX: FP32, FP16-compressed weights, bf16 math, INT8."""
 
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "bf16", "int8")
     model_suffix = ".xml"
     Options = OvOptions
 
@@ -258,6 +319,10 @@ class OpenVinoBackend(Backend):
             outlook_form=args.outlook_form,
         )
 
+    @classmethod
+    def precision_unavailable_reason(cls, precision: str) -> str | None:
+        return bf16_unavailable_reason() if precision == "bf16" else None
+
     def check_request(self, request: ExportRequest) -> None:
         self.require()
         opts = request.options or OvOptions()
@@ -274,15 +339,16 @@ class OpenVinoBackend(Backend):
 
         The INT8 hook: quantize ``ov_model`` here (NNCF) when ``request.precision == "int8"``.
         """
-        if request.precision == "fp32":
-            return ov_model, False, {"weights": "fp32"}
+        hint = {"inference_precision_hint": INFERENCE_PRECISION.get(request.precision)}
+        if request.precision in ("fp32", "bf16"):  # bf16: FP32 weights, converted by the plugin at compile time
+            return ov_model, False, {"weights": "fp32", **hint}
         if request.precision == "fp16":
-            return ov_model, True, {"weights": "fp16 (compress_to_fp16)"}
+            return ov_model, True, {"weights": "fp16 (compress_to_fp16), computed in fp32", **hint}
         if request.precision == "int8":  # volo_deploy.quant: Q/DQ ONNX (profile "openvino") or NNCF
             from volo_deploy.quant.export import openvino_int8_model
 
             q_model, qdetails = openvino_int8_model(model, request, fp32_ov_model=ov_model)
-            return q_model, False, {"weights": "int8 (Q/DQ -> FakeQuantize)", **qdetails}
+            return q_model, False, {"weights": "int8 (Q/DQ -> FakeQuantize)", **hint, **qdetails}
         raise BadInputError(f"backend openvino supports {', '.join(self.precisions)}, not {request.precision}")
 
     def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
@@ -311,5 +377,5 @@ class OpenVinoBackend(Backend):
         return OvRunner(Path(artifact), options or OvOptions())
 
     def validation_options(self, request: ExportRequest) -> OvOptions:
-        """The export's own options (device, hint...), else defaults."""
-        return request.options or OvOptions()
+        """The export's own options (device, hint...), else defaults, at the requested precision."""
+        return replace(request.options or OvOptions(), precision=request.precision)

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_layout_argument(p, "--calib-layout", "--calib-data")
     p.add_argument("--backends", default=None, help="comma list, e.g. torch,onnxruntime,openvino,tensorrt "
                    "(default: every registered backend; missing runtimes are reported as unavailable)")
-    p.add_argument("--precisions", default=None, help="comma list of fp32,fp16,int8 (default: each backend's own)")
+    p.add_argument("--precisions", default=None, help="comma list of fp32,fp16,bf16,int8 (default: each backend's own)")
     p.add_argument("--batch-sizes", default="1,8", help="comma list (default 1,8): p50/p99 at the first, img/s at the last")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls per batch size (default 5)")
     p.add_argument("--iters", type=positive_int, default=50, help="timed calls per batch size (default 50)")

@@ -23,7 +23,8 @@ def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     g.add_argument("--dynamic-batch", action="store_true", help="dynamic batch dimension")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17, default 18)")
     prec = p.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", action="store_true", help="FP16 weights/compute where the backend supports it")
+    prec.add_argument("--fp16", action="store_true", help="FP16 weights/compute where the backend supports it (OpenVINO: FP16 weights, FP32 math)")
+    prec.add_argument("--bf16", action="store_true", help="bf16 math (OpenVINO; CPUs with avx512_bf16/AMX or ARM bf16 only)")
     prec.add_argument("--int8", action="store_true", help="INT8 post-training quantization (Q/DQ; --calib-data, default the demo manifest for the demo model)")
     p.add_argument("--calib-data", type=Path, default=None, help="calibration images (folder, list file or manifest)")
     add_layout_argument(p, "--calib-layout", "--calib-data")
@@ -34,6 +35,7 @@ def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     q.add_argument("--min-agreement", type=float, default=None, help="also require this %% of --eval-data images to keep FP32's top-1 (e.g. 99)")
     q.add_argument("--eval-data", type=Path, default=None, help="held-out labeled images for --max-drop (default: the demo's digits val split)")
     q.add_argument("--calib-cache", type=Path, default=None, help="calibration-range cache file (default: one per model/profile/method in the cache dir)")
+    q.add_argument("--int8-weight-bits", choices=("auto", "7", "8"), default="auto", help="CPU INT8 weights: 7 bits where the CPU has no VNNI/dot product (int16 saturation), else 8 (default auto: by this CPU)")
     q.add_argument("--keep-float", action="append", default=[], metavar="PATTERN", help="layer-name pattern kept in float (repeatable), e.g. 'network.0.*'")
     q.add_argument("--quantize", action="append", default=[], metavar="PATTERN", help="layer-name pattern quantized even if float by default (e.g. 'head')")
     p.add_argument("--val-data", type=Path, default=None, help="images to validate on (default: demo digits or synthetic)")
@@ -52,7 +54,7 @@ def _main(argv: list[str] | None) -> int:
     pre, _ = build_parser().parse_known_args(argv)
     backend_cls = get_backend(pre.backend)
     args = build_parser(backend_cls).parse_args(argv)
-    precision = "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+    precision = "int8" if args.int8 else "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
     check_layout_use("--calib-layout", args.calib_layout, "--calib-data", args.calib_data)
 
     from dataclasses import replace
@@ -85,6 +87,7 @@ def _main(argv: list[str] | None) -> int:
         tolerance=tol,
     )
     print(f"wrote {result.model_file} ({result.model_file.stat().st_size / 1e6:.1f} MB) in {result.export_seconds:.1f}s")
+    print(f"precision {result.precision}: executed as {result.executed_precision or 'not reported'}")
     print(f"manifest: {result.manifest}")
     return 0
 
@@ -102,6 +105,7 @@ def _int8_options(args: argparse.Namespace):
         cache=args.calib_cache,
         include=tuple(args.quantize),
         exclude=tuple(args.keep_float),
+        weight_bits=args.int8_weight_bits,
     )
 
 

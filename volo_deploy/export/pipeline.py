@@ -88,6 +88,7 @@ def export_model(
         export_s = time.perf_counter() - start
         extra = list(details.pop("extra_files", []))
         names = [model_file, *extra]
+        executed = None
         if details.get("validation_skipped"):
             validation: dict[str, object] = {"skipped": details["validation_skipped"]}
             log(f"validation skipped: {details['validation_skipped']}")
@@ -95,6 +96,8 @@ def export_model(
             x = validation_batch(cfg, val_data, n=n_validate)
             ref = torch_logits(model, x)
             runner = backend_obj.load(staged / model_file, backend_obj.validation_options(request))
+            executed = runner.executed_precision
+            log(f"{backend_obj.name} {request.precision}: runtime computes in {executed or 'an unreported precision'}")
             try:
                 got = run_batched(runner, x, None if request.dynamic_batch else request.batch)
             finally:
@@ -113,6 +116,7 @@ def export_model(
             "created": artifacts.now_iso(),
             "backend": backend_obj.name,
             "precision": request.precision,
+            "executed_precision": executed,
             "model_file": model_file,
             "model": model_metadata(model, info, ckpt_sha),
             "export": {
@@ -139,4 +143,5 @@ def export_model(
         validation=validation,
         export_seconds=export_s,
         details=details,
+        executed_precision=executed,
     )

@@ -72,9 +72,15 @@ class Tolerance:
         return bad
 
 
+# bf16 keeps 8 mantissa bits (unit roundoff 2^-9 = 0.2%, 8x fp16's), rounded at every layer.
+# Measured on OpenVINO bf16 (Zen 4): demo max relative error 0.3% on the 8 validation images,
+# 1.6% and cosine >= 0.9996 on all 360 held-out digits (top-1 agreement 100%); VOLO-D1 224
+# (deterministic weights, 8 images) 0.9%, cosine 0.99995. The limits leave ~3x headroom and
+# allow one near-tie top-1 flip in 8 images.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-3, min_cosine=0.99999),
     "fp16": Tolerance(max_rel=2e-2, min_cosine=0.999, min_agreement=0.9),
+    "bf16": Tolerance(max_rel=5e-2, min_cosine=0.999, min_agreement=0.85),
     "int8": Tolerance(min_cosine=0.98, min_agreement=0.8),
 }
 

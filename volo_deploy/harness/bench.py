@@ -72,7 +72,7 @@ def resolve_cases(cfg: BenchConfig) -> list[tuple[str, str]]:
         cls = get_backend(n)
         if cls not in classes:
             classes.append(cls)
-    known = ("fp32", "fp16", "int8")
+    from volo_deploy.backends.precision import PRECISIONS as known
     for p in cfg.precisions or ():
         if p not in known:
             raise BadInputError(f"unknown precision {p!r}; known: {', '.join(known)}")

@@ -25,6 +25,10 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
 
   - ``backend``, ``precision``, ``status``: ``ok`` | ``failed validation`` | ``export failed`` |
     ``run failed`` | ``unavailable`` | ``unsupported``; ``reason`` (null when ok).
+  - ``executed_precision``: what the runtime reported computing in, read back from the loaded
+    model (``fp32``, ``bf16``, ``int8+fp32``; OpenVINO ``fp16`` = FP16 weights computed in
+    ``fp32``); null when not run or not reported. ``int8_weight_bits``: 8, or 7 where the
+    exporting CPU had no VNNI / int8 dot product; null for other precisions.
   - ``artifact``: ``dir``, ``model_file``, ``size_bytes`` (all files), ``sha256``, ``reused``.
   - ``export_seconds``, ``calibration_seconds`` (null when none), ``validation`` (the export's
     check against FP32 PyTorch, as in the manifest).
@@ -99,6 +103,7 @@ def result_rows_summary(report: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "backend": r["backend"],
                 "precision": r["precision"],
+                "executed_precision": r.get("executed_precision"),
                 "status": r["status"],
                 "size_mb": size / 1e6 if size is not None else None,
                 "top1_pct": acc.get("top1_pct"),
@@ -174,6 +179,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         out.append("")
     notes = [f"- {r['backend']} {r['precision']}: {r['status']}: {r['reason']}" for r in report["results"] if r.get("reason")]
     notes += [f"- {r['backend']} {r['precision']}: {w}" for r in report["results"] for w in r.get("warnings", [])]
+    notes += [f"- {r['backend']} {r['precision']}: runtime computes in {r['executed_precision']}"
+              for r in report["results"] if r.get("executed_precision") not in (None, r["precision"])]
     notes += [f"- data: {n}" for n in d.get("notes", [])]
     if notes:
         out += ["## Notes", "", *notes, ""]

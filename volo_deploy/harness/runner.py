@@ -55,6 +55,8 @@ class CaseResult:
 
     backend: str
     precision: str
+    executed_precision: str | None = None  # what the runtime reported computing in (e.g. bf16, int8+fp32)
+    int8_weight_bits: int | None = None  # INT8 only: 8, or 7 where the exporting CPU had no VNNI / dot product
     status: str = OK
     reason: str | None = None
     artifact: dict[str, Any] | None = None
@@ -162,6 +164,7 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
         res.artifact = _artifact_info(folder, manifest, reused=True)
         res.export_seconds = exp.get("seconds")
         res.calibration_seconds = calibration_seconds(exp)
+        res.int8_weight_bits = (exp.get("quantization") or {}).get("weight_bits")
         res.validation = manifest.get("validation")
         res.log.append(f"reused {folder} (hashes match its manifest)")
         return folder / manifest["model_file"]
@@ -177,6 +180,7 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
     )
     res.export_seconds = round(result.export_seconds, 3)
     res.calibration_seconds = calibration_seconds(result.details)
+    res.int8_weight_bits = (result.details.get("quantization") or {}).get("weight_bits")
     res.validation = result.validation
     res.artifact = _artifact_info(folder, json.loads((folder / MANIFEST_NAME).read_text()), reused=False)
     return result.model_file
@@ -230,7 +234,7 @@ def run_case(backend_name: str, precision: str, ctx: CaseContext) -> CaseResult:
     if precision not in backend_cls.precisions:
         res.status, res.reason = UNSUPPORTED, f"{backend_cls.name} supports {', '.join(backend_cls.precisions)}"
         return res
-    reason = backend_cls.unavailable_reason()
+    reason = backend_cls.unavailable_reason() or backend_cls.precision_unavailable_reason(precision)
     if reason:
         res.status, res.reason = UNAVAILABLE, reason
         return res
@@ -252,6 +256,9 @@ def run_case(backend_name: str, precision: str, ctx: CaseContext) -> CaseResult:
             try:
                 backend = backend_cls()
                 runner = backend.load(artifact, options)
+                res.executed_precision = runner.executed_precision
+                if runner.warning:
+                    res.warnings.append(runner.warning)
                 res.load_options = repr(options)
                 _measure(runner, ctx, res, label)
             except Exception as exc:  # a runtime that fails to load or run the artifact

@@ -1,4 +1,8 @@
-"""Run an in-memory ONNX model on onnxruntime or OpenVINO CPU and score top-1."""
+"""Run an in-memory ONNX model on onnxruntime or OpenVINO CPU and score top-1.
+
+Both runtimes compute the float parts in FP32 on every CPU (OpenVINO's default would be bf16
+on CPUs with avx512_bf16/AMX), as the exported artifacts do.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +33,9 @@ def make_predict(proto, runtime: str = "onnxruntime", threads: int | None = None
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if threads:
-            so.intra_op_num_threads = threads
+        from volo_deploy.backends.onnxruntime_backend import session_options
+
+        so = session_options("fp32", threads, log_severity=3)  # int8 models: their float parts in fp32
         try:
             sess = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -52,7 +55,9 @@ def make_predict(proto, runtime: str = "onnxruntime", threads: int | None = None
         with tempfile.TemporaryDirectory(prefix="volo-ov-") as tmp:
             path = Path(tmp) / "m.onnx"
             onnx.save_model(proto, str(path))
-            cfg = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+            from volo_deploy.backends.openvino_backend import inference_config
+
+            cfg = {**inference_config("fp32"), **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
             try:
                 compiled = core.compile_model(core.read_model(str(path)), "CPU", cfg)
             except RuntimeError as exc:

@@ -47,7 +47,9 @@ def quantize_for_export(
     calib = calibration_set(cfg, request.calib_data, opts.calib_size, opts.seed, request.calib_layout)
     load_s = time.perf_counter() - t0
     log(f"calibration: {len(calib.x)} images from {calib.source} ({len(calib.skipped)} skipped), method {opts.method.value}")
-    config = QuantConfig(method=opts.method, placement=Placement(include=opts.include, exclude=opts.exclude))
+    config = QuantConfig(
+        method=opts.method, placement=Placement(include=opts.include, exclude=opts.exclude), weight_bits=opts.weight_bits
+    )
     cache = opts.cache or default_cache_path(cfg.name, cfg.img_size, profile, opts.method.value)
     details: dict[str, Any] = {"calibration_data": calib.describe(), "calibration_load_seconds": round(load_s, 3)}
     if opts.max_drop is None:
@@ -72,6 +74,7 @@ def quantize_for_export(
             f"({report.runtime}): drop {report.drop:.2f} points (budget {opts.max_drop}), "
             f"agreement {report.agreement:.1f}%; returned to float: {', '.join(report.returned_to_float) or 'none'}"
         )
+    log(f"INT8 weights: {result.weight_bits}-bit ({result.weight_bits_reason})")
     if result.cache.status == "mismatch":
         log(f"calibration cache {cache} did not match ({'; '.join(result.cache.differs)}): recalibrated")
     elif result.cache.status == "hit":
@@ -104,6 +107,7 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
 
         for key, value in onnx_metadata(model, request).items():  # same rt_info as the FP32 IR
             ov_model.set_rt_info(value, ["volo_deploy", key.replace(".", "_")])
+        ov_model.set_rt_info(str(details["quantization"]["weight_bits"]), ["volo_deploy", "volo_quant_weight_bits"])
         return ov_model, {**details, "openvino_path": "qdq"}
     if opts.openvino_path != "nncf":
         raise QuantizationError(f"openvino_path must be 'qdq' or 'nncf', got {opts.openvino_path!r}")
@@ -116,13 +120,23 @@ def openvino_int8_model(model, request, fp32_ov_model=None, log=print) -> tuple[
         path = Path(tmp) / "fp32.onnx"
         write_portable_onnx(model, request, path)
         fp32 = onnx.load(str(path))
+    from volo_deploy.quant.profiles import choose_weight_bits, get_profile
+
     calib = calibration_set(model.cfg, request.calib_data, opts.calib_size, opts.seed, request.calib_layout)
+    bits, why = choose_weight_bits(get_profile("openvino"), opts.weight_bits)
+    log(f"INT8 weights (NNCF overflow fix): {bits}-bit ({why})")
     t0 = time.perf_counter()
-    ov_model = nncf_quantize_openvino(fp32, calib.x, subset_size=len(calib.x), ov_model=fp32_ov_model)
+    ov_model = nncf_quantize_openvino(fp32, calib.x, subset_size=len(calib.x), ov_model=fp32_ov_model, weight_bits=bits)
+    ov_model.set_rt_info(str(bits), ["volo_deploy", "volo_quant_weight_bits"])
     details: dict[str, Any] = {
         "openvino_path": "nncf",
         "calibration_data": calib.describe(),
-        "quantization": {"method": "nncf (TRANSFORMER, mixed)", "calibration_seconds": round(time.perf_counter() - t0, 3)},
+        "quantization": {
+            "method": "nncf (TRANSFORMER, mixed)",
+            "calibration_seconds": round(time.perf_counter() - t0, 3),
+            "weight_bits": bits,
+            "weight_bits_reason": why,
+        },
     }
     if opts.max_drop is not None:
         ev = eval_set(model.cfg, opts.eval_data, opts.eval_size)

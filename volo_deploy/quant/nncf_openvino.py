@@ -37,13 +37,18 @@ def nncf_quantize_openvino(
     fast_bias_correction: bool = True,
     keep_heads_float: bool = True,
     ov_model=None,
+    weight_bits: int | None = None,
 ):
     """INT8 ``openvino.Model`` by ``nncf.quantize`` (TRANSFORMER model type) on ``calib_x``.
 
-    ``ov_model``: the FP32 OpenVINO model if already converted (else made from ``fp32_proto``)."""
+    ``ov_model``: the FP32 OpenVINO model if already converted (else made from ``fp32_proto``).
+    ``weight_bits``: 7 = NNCF's overflow fix on every layer (7-bit weights, for CPUs without
+    VNNI), 8 = off; ``None``: NNCF's default (first layer only). NNCF collects statistics with
+    FP32 inference (its ``OVNativeEngine`` pins ``INFERENCE_PRECISION_HINT`` f32)."""
     import fnmatch
 
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     ov_model = fp32_ov_model(fp32_proto) if ov_model is None else ov_model.clone()
     batch = ov_model.input(0).get_partial_shape()[0]
@@ -68,6 +73,9 @@ def nncf_quantize_openvino(
         subset_size=min(subset_size, len(items) * b) // b or 1,
         fast_bias_correction=fast_bias_correction,
         ignored_scope=ignored,
+        advanced_parameters=None if weight_bits is None else AdvancedQuantizationParameters(
+            overflow_fix=OverflowFix.ENABLE if weight_bits == 7 else OverflowFix.DISABLE
+        ),
     )
 
 
@@ -77,7 +85,9 @@ def ov_logits(ov_model, x: np.ndarray, desc: str = "eval nncf (openvino)") -> np
 
     from volo_deploy.backends.base import run_in_chunks
 
-    compiled = ov.Core().compile_model(ov_model, "CPU")
+    from volo_deploy.backends.openvino_backend import inference_config
+
+    compiled = ov.Core().compile_model(ov_model, "CPU", inference_config("int8"))
     req = compiled.create_infer_request()
     batch = compiled.input(0).get_partial_shape()[0]
     b = batch.get_length() if batch.is_static else 32

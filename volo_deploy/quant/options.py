@@ -21,4 +21,5 @@ class Int8Options:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     runtime: str | None = None  # where --max-drop is measured (default: the profile's runtime)
+    weight_bits: str = "auto"  # CPU profiles: "auto" (7 without VNNI / int8 dot product, else 8), "7" or "8"
     openvino_path: str = "qdq"  # OpenVINO only: "qdq" (our Q/DQ ONNX, profile openvino) or "nncf" (nncf.quantize)

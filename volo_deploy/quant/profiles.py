@@ -21,9 +21,9 @@ class QuantProfile:
     activation_symmetric: bool = True
     weight_symmetric: bool = True
     per_channel: bool = True
-    # 7-bit weights: int8 GEMM/conv kernels of AVX2 CPUs without VNNI (vpmaddubsw) saturate
-    # 16-bit pair sums with full-range u8 x s8 products.
-    reduce_range: bool = False
+    # CPU profiles: 7-bit weights on CPUs without an int8 dot product (see choose_weight_bits),
+    # full 8-bit where there is one; False: always 8-bit (TensorRT, a GPU).
+    weight_bits_by_isa: bool = False
     op_types: tuple[str, ...] = ("Conv", "MatMul", "Gemm")
     # Attention batched matmuls (activation x activation, e.g. q @ k^T and softmax @ v).
     quantize_activation_matmuls: bool = False
@@ -44,9 +44,9 @@ PROFILES: dict[str, QuantProfile] = {
         quantize_bias=False,
         notes="symmetric int8 activations + per-channel int8 weights (explicit quantization)",
     ),
-    # CPU profiles use 7-bit weights (reduce_range): on the AVX2 dev box (no VNNI) full-range
-    # weights cost top-1 agreement on the demo (ORT 98.61% -> 99.44%, OpenVINO 98.89% -> 99.44%
-    # with reduce_range), the known u8 x s8 pair-sum saturation of non-VNNI int8 kernels.
+    # CPU profiles pick their weight bits by ISA (choose_weight_bits): on the AVX2 dev box (no
+    # VNNI) full-range weights cost top-1 agreement on the demo (ORT 98.61% -> 99.44%, OpenVINO
+    # 98.89% -> 99.44% with 7-bit weights), the u8 x s8 pair-sum saturation of non-VNNI kernels.
     # onnxruntime CPU: u8 activations (asymmetric, uses the full range after GELU/ReLU) with
     # per-channel s8 weights, the combination its MLAS int8 GEMM kernels are built for.
     "onnxruntime": QuantProfile(
@@ -54,8 +54,8 @@ PROFILES: dict[str, QuantProfile] = {
         runtime="onnxruntime",
         activation_type="uint8",
         activation_symmetric=False,
-        reduce_range=True,
-        notes="asymmetric u8 activations + per-channel symmetric 7-bit s8 weights (MLAS U8S8, no AVX2 saturation)",
+        weight_bits_by_isa=True,
+        notes="asymmetric u8 activations + per-channel symmetric s8 weights (7-bit without VNNI), MLAS U8S8",
     ),
     # OpenVINO: its ONNX frontend turns Q/DQ pairs into FakeQuantize; symmetric int8 activations,
     # per-channel int8 weights, float bias, local functions inlined.
@@ -66,13 +66,40 @@ PROFILES: dict[str, QuantProfile] = {
         activation_symmetric=True,
         quantize_bias=False,
         inline_functions=True,
-        reduce_range=True,
-        notes="symmetric int8 activations + per-channel 7-bit int8 weights, functions inlined",
+        weight_bits_by_isa=True,
+        notes="symmetric int8 activations + per-channel int8 weights (7-bit without VNNI), functions inlined",
     ),
 }
 
 #: The profile ``volo-export --int8`` uses for each backend.
 BACKEND_PROFILES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
+
+
+WEIGHT_BITS = ("auto", "7", "8")
+
+
+def choose_weight_bits(profile: QuantProfile, requested: str | int = "auto") -> tuple[int, str]:
+    """(weight bits, why) for ``profile`` on this CPU.
+
+    Without an int8 dot product (x86 AVX2 without VNNI), u8 x s8 products are summed in pairs
+    into int16 with saturation (``vpmaddubsw``), so full-range weights overflow; 7-bit weights
+    cannot (onnxruntime docs, "Quantize ONNX models: when to use reduce_range"). With VNNI /
+    ARM dot product the sums are 32-bit and 7 bits only cost accuracy. The choice fits the CPU
+    that quantizes: export with ``7`` for AVX2-only deployment targets.
+    """
+    from volo_deploy import machine
+
+    req = str(requested).lower()
+    if req not in WEIGHT_BITS:
+        raise BadInputError(f"int8 weight bits {requested!r}: expected one of {', '.join(WEIGHT_BITS)}")
+    if req != "auto":
+        return int(req), f"requested {req}-bit weights"
+    if not profile.weight_bits_by_isa:
+        return 8, f"profile {profile.name}: full-range int8 weights"
+    if machine.has_int8_dot_product():
+        dot = sorted(machine.cpu_features() & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+        return 8, f"auto: this CPU has an int8 dot product ({', '.join(dot)}): full-range weights cannot saturate"
+    return 7, "auto: no VNNI / int8 dot product on this CPU: 7-bit weights avoid int16 saturation of u8 x s8 pairs"
 
 
 def get_profile(profile: str | QuantProfile) -> QuantProfile:

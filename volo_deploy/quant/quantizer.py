@@ -19,7 +19,7 @@ import numpy as np
 from volo_deploy.errors import QuantizationError
 from volo_deploy.quant.cache import CacheKey, CacheStatus, array_sha256, model_sha256, read_cache, write_cache
 from volo_deploy.quant.placement import Layer, Placement, quantizable_layers, select_layers
-from volo_deploy.quant.profiles import QuantProfile, get_profile
+from volo_deploy.quant.profiles import QuantProfile, choose_weight_bits, get_profile
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class QuantConfig:
     entropy_bins: int = 512  # entropy histogram bins (KL search over 128 quantized bins)
     placement: Placement = Placement()
     keep_float: tuple[str, ...] = ()  # layer names returned to float (accuracy budget)
+    weight_bits: str = "auto"  # "auto" (by the profile and this CPU: profiles.choose_weight_bits), "7" or "8"
 
     def method_params(self) -> str:
         if self.method is CalibMethod.PERCENTILE:
@@ -71,6 +72,8 @@ class QuantResult:
     calibration_seconds: float  # 0.0 on a cache hit
     calibration_images: int
     qdq_counts: dict[str, int] = field(default_factory=dict)
+    weight_bits: int = 8
+    weight_bits_reason: str = ""
 
     def details(self) -> dict:
         """What the export manifest records."""
@@ -84,6 +87,8 @@ class QuantResult:
             "quantized_layers": len(self.quantized),
             "float_layers": [lay.name for lay in self.kept_float],
             "returned_to_float": list(self.config.keep_float),
+            "weight_bits": self.weight_bits,
+            "weight_bits_reason": self.weight_bits_reason,
             "qdq_nodes": self.qdq_counts,
         }
 
@@ -202,6 +207,8 @@ def quantize_onnx(
 
     prof = get_profile(profile)
     config = config or QuantConfig(method=CalibMethod.parse(method))
+    bits, bits_why = choose_weight_bits(prof, config.weight_bits)
+    log.info("int8 weights, profile %s: %d-bit (%s)", prof.name, bits, bits_why)
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     layers = quantizable_layers(proto, prof.op_types)
     quant, floating = select_layers(layers, prof, config.placement, config.keep_float)
@@ -251,7 +258,7 @@ def quantize_onnx(
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(prof.op_types),
                 per_channel=prof.per_channel,
-                reduce_range=prof.reduce_range,
+                reduce_range=bits == 7,  # 7-bit weights (activations keep their full range)
                 activation_type=act_t,
                 weight_type=w_t,
                 nodes_to_quantize=[lay.node for lay in quant],
@@ -276,17 +283,20 @@ def quantize_onnx(
         from volo_deploy.export.onnx_graph import inline_functions
 
         qproto = inline_functions(qproto)
-    _set_metadata(qproto, prof, config, floating)
-    result = QuantResult(qproto, prof, config, quant, floating, status, calib_s, n_images, qdq_counts(qproto))
+    _set_metadata(qproto, prof, config, floating, bits)
+    result = QuantResult(
+        qproto, prof, config, quant, floating, status, calib_s, n_images, qdq_counts(qproto), bits, bits_why
+    )
     if output is not None:
         onnx.save_model(qproto, str(output))
     return result
 
 
-def _set_metadata(proto, prof: QuantProfile, config: QuantConfig, floating: list[Layer]) -> None:
+def _set_metadata(proto, prof: QuantProfile, config: QuantConfig, floating: list[Layer], bits: int) -> None:
     meta = {
         "volo.precision": "int8",
         "volo.quant.profile": prof.name,
+        "volo.quant.weight_bits": str(bits),
         "volo.quant.method": config.method.value,
         "volo.quant.float_layers": ",".join(lay.name for lay in floating),
         "volo.quant.config": json.dumps(asdict(config), default=str),
