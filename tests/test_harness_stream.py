@@ -63,13 +63,16 @@ def _cfg(art: Path, **kw) -> BenchConfig:
     return BenchConfig(**{**base, **kw})
 
 
-def test_streamed_figures_equal_the_in_memory_path(art):
+def test_streamed_figures_equal_the_in_memory_path(art, monkeypatch):
+    from volo_deploy import machine
     from volo_deploy.export.pipeline import torch_logits
     from volo_deploy.harness.data import load_eval_set
     from volo_deploy.harness.evaljob import load_runner
     from volo_deploy.backends.base import run_in_chunks
     from volo_deploy.models import load_model
 
+    # 7-bit weights on every CPU kind: on these 120 images they disagree with FP32 somewhere (8-bit may not)
+    monkeypatch.setattr(machine, "has_int8_dot_product", lambda: False)
     report = run_bench(_cfg(art, precisions=("int8",), limit=120, shard_size=20), log=lambda s: None)
     row = report["results"][0]
     assert row["status"] == "ok" and report["execution"]["shards"] == 5  # 20 rounded up to 24 (batch 8)
