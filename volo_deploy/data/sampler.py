@@ -269,9 +269,14 @@ def resolve(manifest: SubsetManifest, root: str | Path | None = None, *, verify:
         missing = [p for p, _ in manifest.items if not (root_p / p).is_file()]
         if missing:
             raise DataError(f"manifest: {len(missing)} file(s) missing under {root_p} (e.g. {missing[0]})")
+    return subset_images(manifest, root_p)
+
+
+def subset_images(manifest: SubsetManifest, root: Path) -> LabeledImages:
+    """The manifest's images under ``root``, unchecked: for a root already checked (or just sampled)."""
     items = [(Path(p), lab) for p, lab in manifest.items]
     notes = [*manifest.notes, f"subset: {manifest.method} {manifest.size}, seed {manifest.seed}"]
-    return LabeledImages(root_p, items, list(manifest.classes), f"manifest:{manifest.layout}", notes)
+    return LabeledImages(Path(root), items, list(manifest.classes), f"manifest:{manifest.layout}", notes)
 
 
 # ---------------------------------------------------------------- the shipped demo manifest
@@ -282,9 +287,9 @@ def demo_calibration_manifest() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / DEMO_MANIFEST_NAME
 
 
-def demo_calibration_data(root: str | Path | None = None) -> LabeledImages:
+def demo_calibration_data(root: str | Path | None = None, manifest: SubsetManifest | None = None) -> LabeledImages:
     """The demo calibration images: writes the digits train tree under ``root`` (default the
-    demo cache dir) if needed and resolves the shipped manifest against it.
+    demo cache dir) if needed and resolves the shipped manifest (``manifest`` when already read) against it.
 
     Checked by paths only: the pixels come from scikit-learn's digits, but PNG byte sizes
     depend on the zlib build Pillow ships with.
@@ -292,4 +297,5 @@ def demo_calibration_data(root: str | Path | None = None) -> LabeledImages:
     from volo_deploy.data.digits import default_demo_dir, write_digits_tree
 
     train = write_digits_tree(default_demo_dir() if root is None else root, "train")
-    return resolve(read_manifest(demo_calibration_manifest()), train, verify="paths")
+    manifest = read_manifest(demo_calibration_manifest()) if manifest is None else manifest
+    return resolve(manifest, train, verify="paths")
