@@ -7,20 +7,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from volo_deploy.data.layouts import IMAGE_SUFFIXES, is_image
 from volo_deploy.data.transforms import EvalTransform
 from volo_deploy.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".JPEG", ".bmp", ".webp", ".tif", ".tiff")
-
 
 def list_images(root: str | Path) -> list[Path]:
-    """Every image file under ``root`` (recursive), sorted."""
+    """Every image file under ``root`` (recursive, suffix in any case), sorted."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"data {root}: not found")
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in root.rglob("*") if is_image(p.name) and p.is_file())
 
 
 def synthetic_images(n: int, size: int, seed: int = 0) -> list[Image.Image]:

@@ -38,7 +38,7 @@ class EvalJob:
     decode_mode: str = "thread"
 
     def batches(self, index: int):
-        from volo_deploy.harness.data import decode_batches
+        from volo_deploy.data.dataset import decode_batches
 
         start, stop = self.shards[index]
         return decode_batches(self.root, list(self.items[start:stop]), self.transform, self.chunk,
