@@ -91,7 +91,7 @@ def test_streamed_figures_equal_the_in_memory_path(art):
     assert report["data"]["fingerprint"] == ev.fingerprint and report["data"]["n_images"] == 120
 
 
-def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_path):
+def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_path, deterministic_checkpoint):
     logs: list[str] = []
     cfg = _cfg(art, backends=("torch",), limit=32)
     first = run_bench(cfg, log=logs.append)
@@ -112,14 +112,7 @@ def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_
                                                     "reference_cached": 1, "reference_computed": 1}
     assert comparable(third) == comparable(first)
 
-    import torch
-    from safetensors.torch import save_file
-
-    from volo_deploy.models import create_model
-
-    torch.manual_seed(1)
-    other = tmp_path / "other.safetensors"
-    save_file({k: v.contiguous() for k, v in create_model("volo_demo_64").state_dict().items()}, str(other))
+    other = deterministic_checkpoint("volo_demo_64", seed=1)
     other_model = run_bench(_cfg(tmp_path / "art2", backends=("torch",), limit=32, checkpoint=other), log=lambda s: None)
     assert other_model["execution"]["reference_cache"]["reference_computed"] == 2
 
