@@ -56,6 +56,12 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def remember_model(job: EvalJob, model) -> None:
+    """Use ``model`` (already loaded from ``job.checkpoint``) as this process's FP32 reference: not loaded again."""
+    _MODELS.clear()
+    _MODELS[(str(job.checkpoint), job.model_name)] = model.eval()
+
+
 def _reference_model(job: EvalJob):
     from volo_deploy.models import load_model
 
