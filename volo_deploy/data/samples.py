@@ -22,6 +22,13 @@ def list_images(root: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if is_image(p.name) and p.is_file())
 
 
+def subset_indices(n_total: int, limit: int | None) -> np.ndarray:
+    """Evenly spaced indices (deterministic; covers every class of a sorted val set), all when ``limit`` is None."""
+    if limit is None or limit >= n_total:
+        return np.arange(n_total)
+    return np.unique(np.linspace(0, n_total - 1, limit).round().astype(np.int64))
+
+
 def synthetic_images(n: int, size: int, seed: int = 0) -> list[Image.Image]:
     """Smooth random RGB images (upsampled noise): natural-ish statistics, no dataset needed."""
     rng = np.random.default_rng(seed)
@@ -46,6 +53,5 @@ def validation_batch(cfg, data: str | Path | None = None, n: int = 8, seed: int 
         return np.stack([tf(img) for img in synthetic_images(n, cfg.img_size, seed)])
     files = list_images(data)
     if not files:
-        raise DataError(f"data {data}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    pick = np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)
-    return np.stack([tf.load(files[i]) for i in pick])
+        raise DataError(f"data {data}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, any case)")
+    return np.stack([tf.load(files[i]) for i in subset_indices(len(files), n)])

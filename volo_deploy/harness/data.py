@@ -16,6 +16,7 @@ import numpy as np
 
 from volo_deploy.data.dataset import load_images, open_images
 from volo_deploy.data.layouts import LabeledImages
+from volo_deploy.data.samples import subset_indices
 from volo_deploy.data.transforms import EvalTransform
 from volo_deploy.errors import DataError
 
@@ -67,13 +68,6 @@ def items_fingerprint(items: list[tuple[str, int]]) -> str:
     for rel, label in items:
         h.update(f"{rel}\t{label}\n".encode())
     return f"sha256:{h.hexdigest()}"
-
-
-def subset_indices(n_total: int, limit: int | None) -> np.ndarray:
-    """Evenly spaced indices (deterministic; covers every class of a sorted val set), all when ``limit`` is None."""
-    if limit is None or limit >= n_total:
-        return np.arange(n_total)
-    return np.unique(np.linspace(0, n_total - 1, limit).round().astype(np.int64))
 
 
 def demo_data_dir() -> Path:
