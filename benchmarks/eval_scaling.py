@@ -100,7 +100,8 @@ def ray_code(data: Path, n: int, out: Path, cpus: int) -> str:
 
 def decode_rate(data: Path, n: int) -> dict[str, float]:
     from volo_deploy.data.transforms import EvalTransform
-    from volo_deploy.harness.data import decode_batches, open_eval_items
+    from volo_deploy.data.dataset import decode_batches
+    from volo_deploy.harness.data import open_eval_items
     from volo_deploy.models import get_config
 
     cfg = get_config("volo_demo_64")

@@ -37,6 +37,27 @@ def digits_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def deterministic_checkpoint(tmp_path_factory):
+    """``deterministic_checkpoint(name, seed=0) -> Path``: the weights of model ``name`` filled by
+    :func:`volo_deploy.models.init.deterministic_state_dict`, as safetensors, written once per session."""
+    from safetensors.torch import save_file
+
+    from volo_deploy.models import create_model
+    from volo_deploy.models.init import deterministic_state_dict
+
+    made: dict[tuple[str, int], Path] = {}
+
+    def get(name: str, seed: int = 0) -> Path:
+        if (name, seed) not in made:
+            path = tmp_path_factory.mktemp("ckpt") / f"{name}_seed{seed}.safetensors"
+            save_file(deterministic_state_dict(create_model(name), seed=seed), str(path))
+            made[(name, seed)] = path
+        return made[(name, seed)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def demo_checkpoint() -> Path:
     from volo_deploy.models import demo_checkpoint
 

@@ -87,3 +87,34 @@ def test_open_images_folder_list_and_manifest(tmp_path, small_tree):
     shutil.rmtree(moved / "2")
     with pytest.raises(DataError, match="does not match"):
         open_images(mpath, root=moved)
+
+
+def test_one_suffix_rule_any_case(tmp_path):
+    """``.JPG`` counts everywhere: the validation file listing and the dataset scan use one rule."""
+    from PIL import Image
+
+    from volo_deploy.data.layouts import scan_images
+    from volo_deploy.data.samples import list_images
+
+    for name in ("a.JPG", "b.png", "c.Jpeg"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="PNG")
+    (tmp_path / "notes.txt").write_text("not an image")
+    names = ["a.JPG", "b.png", "c.Jpeg"]
+    assert [p.name for p in list_images(tmp_path)] == names
+    assert [p for p, _ in scan_images(tmp_path)] == names
+
+
+def test_validation_batch_reads_upper_case_suffixes_evenly_spaced(tmp_path):
+    from PIL import Image
+
+    from volo_deploy.data.samples import validation_batch
+    from volo_deploy.data.transforms import EvalTransform
+    from volo_deploy.models import get_config
+
+    cfg = get_config("volo_demo_64")
+    for i in range(5):
+        Image.new("RGB", (70, 70), (40 * i, 0, 0)).save(tmp_path / f"{i}.JPG", format="PNG")
+    x = validation_batch(cfg, tmp_path, n=3)
+    tf = EvalTransform.for_config(cfg)
+    want = np.stack([tf.load(tmp_path / f"{i}.JPG") for i in (0, 2, 4)])
+    np.testing.assert_array_equal(x, want)

@@ -26,7 +26,7 @@ FAST = ["--precisions", "fp32", "--limit", "40", "--batch-sizes", "1,4", "--warm
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """A private cache (demo data tree) and the demo checkpoint (random weights if the asset is absent)."""
+    """A private cache (demo data tree) and the bundled demo checkpoint."""
     import torch
 
     from volo_deploy.models import demo_checkpoint
@@ -37,17 +37,6 @@ def env(tmp_path_factory):
     os.environ["VOLO_DEPLOY_CACHE"] = str(root / "cache")
     ckpt = demo_checkpoint()
     args: list[str] = []
-    if not ckpt.is_file():  # the trained demo weights are built by scripts/train_demo.py
-        import torch
-        from safetensors.torch import save_file
-
-        from volo_deploy.models import create_model
-
-        torch.manual_seed(0)
-        model = create_model("volo_demo_64")
-        ckpt = root / "volo_demo_64.safetensors"
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
-        args = ["--checkpoint", str(ckpt)]
     yield {"root": root, "checkpoint": ckpt, "args": args, "artifacts": root / "artifacts"}
     torch.set_num_threads(threads)
     if old is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from volo_deploy.harness.data import load_eval_set, subset_indices
+from volo_deploy.data.samples import subset_indices
+from volo_deploy.harness.data import load_eval_set
 from volo_deploy.models import get_config
 
 CFG = get_config("volo_demo_64")

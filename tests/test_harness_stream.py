@@ -94,7 +94,7 @@ def test_streamed_figures_equal_the_in_memory_path(art, monkeypatch):
     assert report["data"]["fingerprint"] == ev.fingerprint and report["data"]["n_images"] == 120
 
 
-def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_path):
+def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_path, deterministic_checkpoint):
     logs: list[str] = []
     cfg = _cfg(art, backends=("torch",), limit=32)
     first = run_bench(cfg, log=logs.append)
@@ -115,14 +115,7 @@ def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_
                                                     "reference_cached": 1, "reference_computed": 1}
     assert comparable(third) == comparable(first)
 
-    import torch
-    from safetensors.torch import save_file
-
-    from volo_deploy.models import create_model
-
-    torch.manual_seed(1)
-    other = tmp_path / "other.safetensors"
-    save_file({k: v.contiguous() for k, v in create_model("volo_demo_64").state_dict().items()}, str(other))
+    other = deterministic_checkpoint("volo_demo_64", seed=1)
     other_model = run_bench(_cfg(tmp_path / "art2", backends=("torch",), limit=32, checkpoint=other), log=lambda s: None)
     assert other_model["execution"]["reference_cache"]["reference_computed"] == 2
 
@@ -252,3 +245,29 @@ def test_resume_re_runs_a_case_whose_artifact_changed_and_drops_its_shards(tmp_p
     assert not any("from the interrupted run" in s for s in logs)  # shards of the old artifact dropped
     assert resumed["results"][0]["artifact"]["reused"] is False
     assert comparable(resumed) == comparable(first)
+
+
+def test_the_run_loads_the_checkpoint_once_in_process(tmp_path, monkeypatch):
+    """The reference pass reuses the model the run opened (exports load their own: export_model's API)."""
+    import volo_deploy.models as models
+
+    calls = []
+    load = models.load_model
+
+    def counting(*args, **kwargs):
+        import inspect
+
+        caller = Path(inspect.stack()[1].filename)
+        if caller.parent.name == "harness":  # the harness's own loads (an export and a runner load their file)
+            calls.append((caller.name, args))
+        return load(*args, **kwargs)
+
+    import volo_deploy.harness.evaljob as evaljob
+
+    monkeypatch.setattr(models, "load_model", counting)
+    monkeypatch.setattr(evaljob, "_MODELS", {})  # nothing kept from earlier tests
+    monkeypatch.setenv("VOLO_DEPLOY_CACHE", str(tmp_path / "cache"))  # the reference is computed, not cached
+    report = run_bench(_cfg(tmp_path / "art", backends=("torch",), limit=16), log=lambda s: None)
+    assert report["execution"]["reference_cache"]["reference_computed"] >= 1
+    assert report["results"][0]["status"] == "ok" and report["reference"]["accuracy"]
+    assert len(calls) == 1, calls

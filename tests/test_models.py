@@ -28,12 +28,9 @@ def test_logits_equal_timm_golden(name: str) -> None:
     np.testing.assert_allclose(out, GOLDEN[name], rtol=0, atol=1e-5)
 
 
-def test_d1_checkpoint_at_384_resizes_pos_embed_like_official_loader(tmp_path) -> None:
-    from safetensors.torch import save_file
-
+def test_d1_checkpoint_at_384_resizes_pos_embed_like_official_loader(deterministic_checkpoint) -> None:
     sd = deterministic_state_dict(create_model("volo_d1_224"))
-    path = tmp_path / "d1_224.safetensors"
-    save_file(sd, str(path))
+    path = deterministic_checkpoint("volo_d1_224")
     model, info = load_model(path, "volo_d1_384")
     assert model.pos_embed.shape == (1, 24, 24, 384)
     assert any("pos_embed resized 14x14 -> 24x24" in n for n in info.notes)

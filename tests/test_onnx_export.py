@@ -17,7 +17,6 @@ from volo_deploy.export.onnx_graph import op_histogram
 from volo_deploy.export.pipeline import export_model, torch_logits
 from volo_deploy.export.validate import Tolerance
 from volo_deploy.models import load_model
-from volo_deploy.models.init import deterministic_state_dict
 
 
 def _ort_logits(path: Path, x: np.ndarray) -> np.ndarray:
@@ -79,14 +78,8 @@ def test_demo_export_matches_pytorch(tmp_path, demo_x, dynamic) -> None:
 
 
 @pytest.fixture(scope="module")
-def d1_checkpoint(tmp_path_factory) -> Path:
-    from safetensors.torch import save_file
-
-    from volo_deploy.models import create_model
-
-    path = tmp_path_factory.mktemp("d1") / "volo_d1_224_det.safetensors"
-    save_file(deterministic_state_dict(create_model("volo_d1_224")), str(path))
-    return path
+def d1_checkpoint(deterministic_checkpoint) -> Path:
+    return deterministic_checkpoint("volo_d1_224")
 
 
 @pytest.mark.slow

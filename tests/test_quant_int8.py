@@ -21,11 +21,9 @@ FLOAT_OPS = ("LayerNormalization", "Softmax", "OutlookAttention")
 def demo():
     """(model, FP32 portable ONNX, calibration images, eval images, eval labels)."""
     from volo_deploy.export.onnx_graph import to_onnx_proto
-    from volo_deploy.models import demo_checkpoint, load_model
+    from volo_deploy.models import load_model
     from volo_deploy.quant.data import calibration_set, eval_set
 
-    if not demo_checkpoint().exists():
-        pytest.skip("demo checkpoint not built yet")
     model, _ = load_model()
     proto = to_onnx_proto(model, batch=1)
     calib = calibration_set(model.cfg)

@@ -27,20 +27,9 @@ def _trt_usable() -> str | None:
     return TensorRtBackend.unavailable_reason()
 
 
-def _checkpoint(tmp_path_factory, name: str) -> Path:
-    from safetensors.torch import save_file
-
-    from volo_deploy.models import create_model
-    from volo_deploy.models.init import deterministic_state_dict
-
-    path = tmp_path_factory.mktemp("ckpt") / f"{name}.safetensors"
-    save_file(deterministic_state_dict(create_model(name)), str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
-def demo_ckpt(tmp_path_factory) -> Path:
-    return _checkpoint(tmp_path_factory, "volo_demo_64")
+def demo_ckpt(deterministic_checkpoint) -> Path:
+    return deterministic_checkpoint("volo_demo_64")
 
 
 def test_imports_without_tensorrt_and_registers():
@@ -178,8 +167,8 @@ def test_emit_only_demo(demo_ckpt, tmp_path):
 
 
 @pytest.mark.slow
-def test_emit_only_volo_d1_fp16(tmp_path_factory, tmp_path):
-    ckpt = _checkpoint(tmp_path_factory, "volo_d1_224")
+def test_emit_only_volo_d1_fp16(deterministic_checkpoint, tmp_path):
+    ckpt = deterministic_checkpoint("volo_d1_224")
     out = tmp_path / "trt"
     rc = export_cli(["--backend", "trt", "--emit-only", "--fp16", "--checkpoint", str(ckpt), "--output", str(out)])
     assert rc == 0

@@ -6,7 +6,8 @@ Import-safe without CUDA, torch CUDA or TensorRT: tools are looked up when used.
     kernel = load_kernel(lib)
     out = kernel.outlook_attention(v, attn, OutlookParams(3, 1, 2, 6, 32**-0.5))
 
-The plugin sources live in ``plugins/outlook_attention`` (see its README).
+The plugin sources live in ``plugins/outlook_attention`` (see its README); wheels ship them as
+``volo_deploy._plugin_src/outlook_attention`` (:func:`plugin_source_dir` finds either).
 """
 
 from __future__ import annotations
@@ -43,7 +44,18 @@ class NativeKernelError(RuntimeError):
 
 
 def plugin_source_dir() -> Path:
-    """Directory of the outlook-attention kernel/plugin sources (``plugins/outlook_attention``)."""
+    """Directory of the outlook-attention kernel/plugin sources: the copy shipped in the package
+    (``volo_deploy._plugin_src``, an installed wheel) first, the checkout's ``plugins/outlook_attention`` second."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("volo_deploy._plugin_src")
+    except ModuleNotFoundError:
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        shipped = Path(location) / "outlook_attention"
+        if (shipped / "CMakeLists.txt").is_file():
+            return shipped
     return Path(__file__).resolve().parent.parent / "plugins" / "outlook_attention"
 
 

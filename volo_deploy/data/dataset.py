@@ -8,6 +8,7 @@ as a folder, a list file or a subset manifest.
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,21 @@ from volo_deploy.errors import DataError
 #: Errors that mean "this file is not a usable image" (Pillow raises SyntaxError for broken PNG chunks).
 _IMAGE_ERRORS = (DataError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 _WARN_EACH = 5  # individual warnings before only the final summary
+
+
+def decode_image(path: str | Path, transform: EvalTransform) -> np.ndarray:
+    """One image file through ``transform``; raises one of ``_IMAGE_ERRORS`` when it is not a usable image."""
+    with Image.open(path) as img:
+        img.load()
+        return transform(img)
+
+
+def try_decode(path: str | Path, transform: EvalTransform) -> tuple[np.ndarray | None, str]:
+    """(image, '') or (None, 'ErrorType: why'): :func:`decode_image` for a worker pool."""
+    try:
+        return decode_image(path, transform), ""
+    except _IMAGE_ERRORS as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -118,9 +134,7 @@ class ImageBatches:
             )
 
     def _load(self, path: Path) -> np.ndarray:
-        with Image.open(path) as img:
-            img.load()
-            return self.transform(img)
+        return decode_image(path, self.transform)
 
     def _skip(self, rel: str, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"
@@ -150,3 +164,53 @@ def load_images(
         paths=[p for b in parts for p in b.paths],
         skipped=batches.skipped,
     )
+
+
+# ---------------------------------------------------------------- streaming
+
+
+@dataclass
+class DecodedBatch:
+    """One batch of preprocessed images, the items it holds and those that could not be read."""
+
+    x: np.ndarray  # float32 (B, 3, S, S); B may be 0 when every image of the batch was unreadable
+    labels: np.ndarray  # int64 (B,)
+    used: list[tuple[str, int]]
+    skipped: list[str]  # 'path: reason'
+
+
+def _assemble(chunk: list[tuple[str, int]], results: list[tuple[np.ndarray | None, str]], tf) -> DecodedBatch:
+    used = [it for it, (arr, _) in zip(chunk, results) if arr is not None]
+    skipped = [f"{rel}: {why}" for (rel, _), (arr, why) in zip(chunk, results) if arr is None]
+    arrs = [arr for arr, _ in results if arr is not None]
+    x = np.stack(arrs) if arrs else np.empty((0, 3, tf.img_size, tf.img_size), np.float32)
+    return DecodedBatch(x, np.asarray([lab for _, lab in used], dtype=np.int64), used, skipped)
+
+
+def decode_batches(
+    root: Path, items: list[tuple[str, int]], tf, batch: int, workers: int = 2, mode: str = "thread", prefetch: int = 2
+) -> Iterator[DecodedBatch]:
+    """Decode ``items`` (relative to ``root``) with ``tf`` (EvalTransform), ``batch`` at a time, in order.
+
+    A pool of ``workers`` threads (or processes, ``mode="process"``) decodes up to ``prefetch``
+    batches ahead of the consumer, so at most ``prefetch + 1`` batches are in memory whatever
+    the number of images; ``workers=0`` decodes in the calling thread.
+    """
+    chunks = (items[i : i + batch] for i in range(0, len(items), batch))
+    if workers <= 0:
+        for chunk in chunks:
+            yield _assemble(chunk, [try_decode(str(root / rel), tf) for rel, _ in chunk], tf)
+        return
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    pool_cls = ProcessPoolExecutor if mode == "process" else ThreadPoolExecutor
+    with pool_cls(max_workers=workers) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append((chunk, [pool.submit(try_decode, str(root / rel), tf) for rel, _ in chunk]))
+            if len(pending) > prefetch:
+                done, futs = pending.popleft()
+                yield _assemble(done, [f.result() for f in futs], tf)
+        while pending:
+            done, futs = pending.popleft()
+            yield _assemble(done, [f.result() for f in futs], tf)

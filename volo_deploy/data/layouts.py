@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from volo_deploy.data.samples import IMAGE_SUFFIXES
 from volo_deploy.errors import DataError
 
 GT_NAME = "ILSVRC2012_validation_ground_truth.txt"
@@ -40,7 +39,9 @@ META_NAME = "meta.mat"
 DEVKIT_DATA = Path("ILSVRC2012_devkit_t12") / "data"
 KAGGLE_CSV = "LOC_val_solution.csv"
 KAGGLE_MAPPING = "LOC_synset_mapping.txt"
-_SUFFIXES = frozenset(s.lower() for s in IMAGE_SUFFIXES)
+#: Image file suffixes, matched case-insensitively (``.JPG`` and ``.JPEG`` count): the one rule of the package.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+_SUFFIXES = frozenset(IMAGE_SUFFIXES)
 _SYNSET = re.compile(r"^n\d{8}$")
 
 
@@ -83,6 +84,7 @@ class LabeledImages:
 
 
 def is_image(name: str) -> bool:
+    """Whether a file name has an image suffix (any case)."""
     return os.path.splitext(name)[1].lower() in _SUFFIXES
 
 

@@ -102,6 +102,55 @@ def _quotas_total(counts: list[int], total: int, rng: np.random.Generator) -> li
     return quota
 
 
+def _per_class_quota(data: LabeledImages, counts: list[int], per_class: int) -> list[int]:
+    """``per_class`` of every class; DataError naming the classes that have fewer."""
+    if per_class < 1:
+        raise DataError(f"subset: per_class must be >= 1, got {per_class}")
+    short = [(data.classes[c], n) for c, n in enumerate(counts) if n < per_class]
+    if short:
+        raise DataError(
+            f"subset of {data.root}: {per_class} images per class requested but {len(short)} class(es) have "
+            f"fewer: {', '.join(f'{n} ({c})' for n, c in short[:8])}{' ...' if len(short) > 8 else ''}"
+        )
+    return [per_class] * len(counts)
+
+
+def _total_quota(
+    data: LabeledImages, counts: list[int], total: int, rng: np.random.Generator, min_per_class: int | None
+) -> list[int]:
+    """``total`` spread over classes; DataError when a class gets fewer than the floor."""
+    k = len(counts)
+    if total < 1:
+        raise DataError(f"subset: total must be >= 1, got {total}")
+    if total > len(data):
+        raise DataError(f"subset of {data.root}: {total} images requested, the dataset has {len(data)}")
+    quota = _quotas_total(counts, total, rng)
+    floor = (1 if total >= k else 0) if min_per_class is None else min_per_class
+    short = [(data.classes[c], quota[c], counts[c]) for c in range(k) if quota[c] < floor]
+    if short:
+        raise DataError(
+            f"subset of {data.root}: at least {floor} image(s) per class required but "
+            f"{len(short)} class(es) get fewer: "
+            + ", ".join(f"{n} ({q} of {c} available)" for n, q, c in short[:8])
+            + (" ..." if len(short) > 8 else "")
+        )
+    return quota
+
+
+def _pick(data: LabeledImages, quota: list[int], seed: int) -> list[tuple[str, int]]:
+    """The seeded choice of ``quota[c]`` files of each class c (a class's draw does not depend on the others)."""
+    by_class: list[list[str]] = [[] for _ in quota]
+    for p, lab in data.items:
+        by_class[lab].append(Path(p).as_posix())
+    items: list[tuple[str, int]] = []
+    for c, q in enumerate(quota):
+        if q:
+            paths = sorted(by_class[c])
+            pick = np.random.default_rng([seed, c]).permutation(len(paths))[:q]
+            items.extend((paths[i], c) for i in sorted(pick.tolist()))
+    return items
+
+
 def sample_subset(
     data: LabeledImages,
     *,
@@ -109,57 +158,28 @@ def sample_subset(
     total: int | None = None,
     seed: int = 0,
     min_per_class: int | None = None,
+    listing: list[tuple[str, int]] | None = None,
 ) -> SubsetManifest:
     """Pick a stratified subset: ``per_class`` images of every class, or ``total`` images spread
     evenly over classes (default :func:`default_calib_size`). Same inputs and seed -> same subset.
 
     Raises DataError before any image is read when a class has too few images: fewer than
     ``per_class``, or (``total`` mode) fewer than ``min_per_class`` chosen (default 1 when
-    ``total >= classes``, else 0).
+    ``total >= classes``, else 0). ``listing`` is :func:`scan_images` of ``data.root`` when the
+    caller already has it (the root is then not scanned again).
     """
     if per_class is not None and total is not None:
         raise DataError("subset: give per_class or total, not both")
     counts = data.class_counts()
-    k = len(counts)
-    by_class: list[list[str]] = [[] for _ in range(k)]
-    for p, lab in data.items:
-        by_class[lab].append(Path(p).as_posix())
     rng = np.random.default_rng(seed)
     if per_class is not None:
-        if per_class < 1:
-            raise DataError(f"subset: per_class must be >= 1, got {per_class}")
-        short = [(data.classes[c], counts[c]) for c in range(k) if counts[c] < per_class]
-        if short:
-            raise DataError(
-                f"subset of {data.root}: {per_class} images per class requested but {len(short)} class(es) have "
-                f"fewer: {', '.join(f'{n} ({c})' for n, c in short[:8])}{' ...' if len(short) > 8 else ''}"
-            )
-        quota, method, size = [per_class] * k, "per_class", per_class
+        quota, method, size = _per_class_quota(data, counts, per_class), "per_class", per_class
     else:
-        total = default_calib_size(k) if total is None else total
-        if total < 1:
-            raise DataError(f"subset: total must be >= 1, got {total}")
-        if total > len(data):
-            raise DataError(f"subset of {data.root}: {total} images requested, the dataset has {len(data)}")
-        quota, method, size = _quotas_total(counts, total, rng), "total", total
-        floor = (1 if total >= k else 0) if min_per_class is None else min_per_class
-        short = [(data.classes[c], quota[c], counts[c]) for c in range(k) if quota[c] < floor]
-        if short:
-            raise DataError(
-                f"subset of {data.root}: at least {floor} image(s) per class required but "
-                f"{len(short)} class(es) get fewer: "
-                + ", ".join(f"{n} ({q} of {c} available)" for n, q, c in short[:8])
-                + (" ..." if len(short) > 8 else "")
-            )
-    items: list[tuple[str, int]] = []
-    for c in range(k):
-        if quota[c]:
-            paths = sorted(by_class[c])
-            pick = np.random.default_rng([seed, c]).permutation(len(paths))[: quota[c]]
-            items.extend((paths[i], c) for i in sorted(pick.tolist()))
-    listing = scan_images(data.root)
+        total = default_calib_size(len(counts)) if total is None else total
+        quota, method, size = _total_quota(data, counts, total, rng, min_per_class), "total", total
+    listing = scan_images(data.root) if listing is None else listing
     return SubsetManifest(
-        items=items,
+        items=_pick(data, quota, seed),
         classes=list(data.classes),
         seed=seed,
         method=method,
@@ -249,9 +269,14 @@ def resolve(manifest: SubsetManifest, root: str | Path | None = None, *, verify:
         missing = [p for p, _ in manifest.items if not (root_p / p).is_file()]
         if missing:
             raise DataError(f"manifest: {len(missing)} file(s) missing under {root_p} (e.g. {missing[0]})")
+    return subset_images(manifest, root_p)
+
+
+def subset_images(manifest: SubsetManifest, root: Path) -> LabeledImages:
+    """The manifest's images under ``root``, unchecked: for a root already checked (or just sampled)."""
     items = [(Path(p), lab) for p, lab in manifest.items]
     notes = [*manifest.notes, f"subset: {manifest.method} {manifest.size}, seed {manifest.seed}"]
-    return LabeledImages(root_p, items, list(manifest.classes), f"manifest:{manifest.layout}", notes)
+    return LabeledImages(Path(root), items, list(manifest.classes), f"manifest:{manifest.layout}", notes)
 
 
 # ---------------------------------------------------------------- the shipped demo manifest
@@ -262,9 +287,9 @@ def demo_calibration_manifest() -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / DEMO_MANIFEST_NAME
 
 
-def demo_calibration_data(root: str | Path | None = None) -> LabeledImages:
+def demo_calibration_data(root: str | Path | None = None, manifest: SubsetManifest | None = None) -> LabeledImages:
     """The demo calibration images: writes the digits train tree under ``root`` (default the
-    demo cache dir) if needed and resolves the shipped manifest against it.
+    demo cache dir) if needed and resolves the shipped manifest (``manifest`` when already read) against it.
 
     Checked by paths only: the pixels come from scikit-learn's digits, but PNG byte sizes
     depend on the zlib build Pillow ships with.
@@ -272,4 +297,5 @@ def demo_calibration_data(root: str | Path | None = None) -> LabeledImages:
     from volo_deploy.data.digits import default_demo_dir, write_digits_tree
 
     train = write_digits_tree(default_demo_dir() if root is None else root, "train")
-    return resolve(read_manifest(demo_calibration_manifest()), train, verify="paths")
+    manifest = read_manifest(demo_calibration_manifest()) if manifest is None else manifest
+    return resolve(manifest, train, verify="paths")

@@ -7,20 +7,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from volo_deploy.data.layouts import IMAGE_SUFFIXES, is_image
 from volo_deploy.data.transforms import EvalTransform
 from volo_deploy.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".JPEG", ".bmp", ".webp", ".tif", ".tiff")
-
 
 def list_images(root: str | Path) -> list[Path]:
-    """Every image file under ``root`` (recursive), sorted."""
+    """Every image file under ``root`` (recursive, suffix in any case), sorted."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"data {root}: not found")
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if p.suffix in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in root.rglob("*") if is_image(p.name) and p.is_file())
+
+
+def subset_indices(n_total: int, limit: int | None) -> np.ndarray:
+    """Evenly spaced indices (deterministic; covers every class of a sorted val set), all when ``limit`` is None."""
+    if limit is None or limit >= n_total:
+        return np.arange(n_total)
+    return np.unique(np.linspace(0, n_total - 1, limit).round().astype(np.int64))
 
 
 def synthetic_images(n: int, size: int, seed: int = 0) -> list[Image.Image]:
@@ -47,6 +53,5 @@ def validation_batch(cfg, data: str | Path | None = None, n: int = 8, seed: int 
         return np.stack([tf(img) for img in synthetic_images(n, cfg.img_size, seed)])
     files = list_images(data)
     if not files:
-        raise DataError(f"data {data}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-    pick = np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)
-    return np.stack([tf.load(files[i]) for i in pick])
+        raise DataError(f"data {data}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, any case)")
+    return np.stack([tf.load(files[i]) for i in subset_indices(len(files), n)])

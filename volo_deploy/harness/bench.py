@@ -277,7 +277,7 @@ def _open_job(cfg: BenchConfig, log: Callable[[str], None]):
     from volo_deploy import artifacts
     from volo_deploy.data.transforms import EvalTransform
     from volo_deploy.harness.data import open_eval_items
-    from volo_deploy.harness.evaljob import EvalJob
+    from volo_deploy.harness.evaljob import EvalJob, remember_model
     from volo_deploy.harness.shards import plan_shards
     from volo_deploy.models import load_model
 
@@ -289,6 +289,7 @@ def _open_job(cfg: BenchConfig, log: Callable[[str], None]):
     job = EvalJob(sel.root, tuple(sel.items), tuple(plan_shards(len(sel.items), cfg.shard_size, chunk)),
                   EvalTransform.for_config(model.cfg), chunk, Path(info.path), cfg.model, cfg.threads,
                   cfg.decode_workers, cfg.decode_mode)
+    remember_model(job, model)  # the in-process reference pass reuses it (Ray workers load their own)
     return job, sel, info, artifacts.sha256_file(info.path), model.cfg
 
 

@@ -9,13 +9,15 @@ With no ``--data`` the demo digits ``val`` split is written to the cache and use
 from __future__ import annotations
 
 import hashlib
-from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from volo_deploy.data.dataset import load_images, open_images
+from volo_deploy.data.layouts import LabeledImages
+from volo_deploy.data.samples import subset_indices
+from volo_deploy.data.transforms import EvalTransform
 from volo_deploy.errors import DataError
 
 
@@ -68,13 +70,6 @@ def items_fingerprint(items: list[tuple[str, int]]) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
-def subset_indices(n_total: int, limit: int | None) -> np.ndarray:
-    """Evenly spaced indices (deterministic; covers every class of a sorted val set), all when ``limit`` is None."""
-    if limit is None or limit >= n_total:
-        return np.arange(n_total)
-    return np.unique(np.linspace(0, n_total - 1, limit).round().astype(np.int64))
-
-
 def demo_data_dir() -> Path:
     """The demo digits ``val`` tree (ImageFolder), written once into the cache."""
     from volo_deploy.data.digits import default_demo_dir, write_digits_tree
@@ -82,54 +77,12 @@ def demo_data_dir() -> Path:
     return write_digits_tree(default_demo_dir(), "val")
 
 
-def _open(source: Path, num_classes: int, root: Path | None = None, layout: str | None = None):
-    """LabeledImages-like object (root, items, classes, layout, notes) for ``source`` (``layout``: None detects)."""
-    try:
-        from volo_deploy.data.dataset import open_images
-    except ImportError:  # dataset readers absent in this tree: ImageFolder only
-        return _fallback_imagefolder(source)
-    return open_images(source, layout=layout, root=root, expect_classes=num_classes)
-
-
-def _fallback_imagefolder(source: Path):
-    from types import SimpleNamespace
-
-    from volo_deploy.data.samples import list_images
-
-    if not source.is_dir():
-        raise DataError(f"data {source}: list files and manifests need volo_deploy.data.dataset")
-    classes = sorted(d.name for d in source.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise DataError(f"data {source}: no class sub-folders")
-    items = [(p.relative_to(source), i) for i, c in enumerate(classes) for p in list_images(source / c)]
-    return SimpleNamespace(root=source, items=items, classes=classes, layout="imagefolder", notes=[])
-
-
 def _load(cfg, root: Path, items: list[tuple[str, int]], progress: bool) -> tuple[np.ndarray, list, list[str]]:
     """(x, used items, skipped 'path: reason') through the shared loader (corrupt images skipped)."""
-    from volo_deploy.data.transforms import EvalTransform
-
-    tf = EvalTransform.for_config(cfg)
-    try:
-        from volo_deploy.data.dataset import load_images
-        from volo_deploy.data.layouts import LabeledImages
-    except ImportError:
-        load_images = None
-    if load_images is not None:
-        data = LabeledImages(root, [(Path(p), lab) for p, lab in items], [], "subset")
-        loaded = load_images(data, tf, progress=progress, desc="load data")
-        by_path = dict(items)
-        return loaded.x, [(p, by_path[p]) for p in loaded.paths], [f"{p}: {why}" for p, why in loaded.skipped]
-    xs, used, skipped = [], [], []
-    for rel, label in items:
-        try:
-            xs.append(tf.load(root / rel))
-            used.append((rel, label))
-        except DataError as exc:
-            skipped.append(str(exc))
-    if not used:
-        raise DataError(f"data {root}: none of the {len(items)} selected images could be read")
-    return np.stack(xs), used, skipped
+    data = LabeledImages(root, [(Path(p), lab) for p, lab in items], [], "subset")
+    loaded = load_images(data, EvalTransform.for_config(cfg), progress=progress, desc="load data")
+    by_path = dict(items)
+    return loaded.x, [(p, by_path[p]) for p in loaded.paths], [f"{p}: {why}" for p, why in loaded.skipped]
 
 
 @dataclass
@@ -172,7 +125,7 @@ def open_eval_items(
     src = Path(source) if source is not None else demo_data_dir()
     if not src.exists():
         raise DataError(f"data {src}: not found")
-    ds = _open(src, cfg.num_classes, Path(root) if root is not None else None, layout)
+    ds = open_images(src, layout=layout, root=Path(root) if root is not None else None, expect_classes=cfg.num_classes)
     items = [(Path(p).as_posix(), int(lab)) for p, lab in ds.items]
     if not items:
         raise DataError(f"data {src}: no images found")
@@ -183,7 +136,7 @@ def open_eval_items(
         layout=str(ds.layout),
         num_classes=len(ds.classes) or None,
         total_available=len(items),
-        notes=list(getattr(ds, "notes", []) or []),
+        notes=list(ds.notes),
     )
 
 
@@ -198,7 +151,7 @@ def load_eval_set(
     """Labeled images for ``cfg`` (VoloConfig) from ``source`` (folder, list file or subset
     manifest, whose paths are relative to ``root`` when given, read as ``layout`` or detected; the demo digits val split when
     None), ``limit`` evenly spaced ones when given, all in memory (for large sets,
-    :func:`open_eval_items` + :func:`decode_batches` stream them).
+    :func:`open_eval_items` + :func:`volo_deploy.data.dataset.decode_batches` stream them).
 
     Unreadable images are skipped and listed; they never enter the fingerprint.
     """
@@ -215,64 +168,3 @@ def load_eval_set(
         skipped=skipped,
         notes=sel.notes,
     )
-
-
-@dataclass
-class DecodedBatch:
-    """One batch of preprocessed images, the items it holds and those that could not be read."""
-
-    x: np.ndarray  # float32 (B, 3, S, S); B may be 0 when every image of the batch was unreadable
-    labels: np.ndarray  # int64 (B,)
-    used: list[tuple[str, int]]
-    skipped: list[str]  # 'path: reason'
-
-
-def _decode_one(path: str, tf) -> tuple[np.ndarray | None, str]:
-    """(image, '') or (None, why) -- the same errors and wording as :class:`volo_deploy.data.dataset.ImageBatches`."""
-    from PIL import Image
-
-    from volo_deploy.data.dataset import _IMAGE_ERRORS
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return tf(img), ""
-    except _IMAGE_ERRORS as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-def _assemble(chunk: list[tuple[str, int]], results: list[tuple[np.ndarray | None, str]], tf) -> DecodedBatch:
-    used = [it for it, (arr, _) in zip(chunk, results) if arr is not None]
-    skipped = [f"{rel}: {why}" for (rel, _), (arr, why) in zip(chunk, results) if arr is None]
-    arrs = [arr for arr, _ in results if arr is not None]
-    x = np.stack(arrs) if arrs else np.empty((0, 3, tf.img_size, tf.img_size), np.float32)
-    return DecodedBatch(x, np.asarray([lab for _, lab in used], dtype=np.int64), used, skipped)
-
-
-def decode_batches(
-    root: Path, items: list[tuple[str, int]], tf, batch: int, workers: int = 2, mode: str = "thread", prefetch: int = 2
-) -> Iterator[DecodedBatch]:
-    """Decode ``items`` (relative to ``root``) with ``tf`` (EvalTransform), ``batch`` at a time, in order.
-
-    A pool of ``workers`` threads (or processes, ``mode="process"``) decodes up to ``prefetch``
-    batches ahead of the consumer, so at most ``prefetch + 1`` batches are in memory whatever
-    the number of images; ``workers=0`` decodes in the calling thread.
-    """
-    chunks = (items[i : i + batch] for i in range(0, len(items), batch))
-    if workers <= 0:
-        for chunk in chunks:
-            yield _assemble(chunk, [_decode_one(str(root / rel), tf) for rel, _ in chunk], tf)
-        return
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-
-    pool_cls = ProcessPoolExecutor if mode == "process" else ThreadPoolExecutor
-    with pool_cls(max_workers=workers) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append((chunk, [pool.submit(_decode_one, str(root / rel), tf) for rel, _ in chunk]))
-            if len(pending) > prefetch:
-                done, futs = pending.popleft()
-                yield _assemble(done, [f.result() for f in futs], tf)
-        while pending:
-            done, futs = pending.popleft()
-            yield _assemble(done, [f.result() for f in futs], tf)

@@ -38,7 +38,7 @@ class EvalJob:
     decode_mode: str = "thread"
 
     def batches(self, index: int):
-        from volo_deploy.harness.data import decode_batches
+        from volo_deploy.data.dataset import decode_batches
 
         start, stop = self.shards[index]
         return decode_batches(self.root, list(self.items[start:stop]), self.transform, self.chunk,
@@ -54,6 +54,12 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def remember_model(job: EvalJob, model) -> None:
+    """Use ``model`` (already loaded from ``job.checkpoint``) as this process's FP32 reference: not loaded again."""
+    _MODELS.clear()
+    _MODELS[(str(job.checkpoint), job.model_name)] = model.eval()
 
 
 def _reference_model(job: EvalJob):

@@ -22,7 +22,6 @@ EXPORT_FAILED = "export failed"
 RUN_FAILED = "run failed"
 UNAVAILABLE = "unavailable"
 UNSUPPORTED = "unsupported"
-STATUSES = (OK, FAILED_VALIDATION, EXPORT_FAILED, RUN_FAILED, UNAVAILABLE, UNSUPPORTED)
 
 
 @dataclass

@@ -79,7 +79,7 @@ def eval_shard(
     ref_logits: np.ndarray | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> ShardResult:
-    """Run ``run`` over ``batches`` (:class:`volo_deploy.harness.data.DecodedBatch`) of one shard.
+    """Run ``run`` over ``batches`` (:class:`volo_deploy.data.dataset.DecodedBatch`) of one shard.
 
     Without ``ref_logits`` this is the reference: its logits are kept (they are the cache).
     With them, only the top-k indices and the running agreement are kept.

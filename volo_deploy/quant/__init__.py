@@ -11,6 +11,7 @@ from volo_deploy.quant.placement import DEFAULT_EXCLUDE, Layer, Placement
 from volo_deploy.quant.profiles import PROFILES, QuantProfile, get_profile
 
 __all__ = [
+    "BudgetConfig",
     "DEFAULT_EXCLUDE",
     "PROFILES",
     "CalibMethod",
@@ -33,6 +34,7 @@ _LAZY = {
     "QuantResult": "quantizer",
     "quantize_onnx": "quantizer",
     "quantize_within_budget": "budget",
+    "BudgetConfig": "budget",
     "quantize_for_export": "export",
     "Int8Options": "options",
     "nncf_quantize_openvino": "nncf_openvino",

@@ -45,9 +45,106 @@ class BudgetReport:
         return d
 
 
-def _score(proto, x, labels, runtime, ref_logits) -> tuple[float, float]:
-    got = logits(proto, x, runtime, desc=f"eval int8 ({runtime})")
-    return top1(got, labels), agreement(ref_logits, got)
+@dataclass(frozen=True)
+class BudgetConfig:
+    """How :func:`quantize_within_budget` quantizes and what it must keep.
+
+    ``max_drop``: top-1 points the INT8 model may lose on the eval images, measured on ``runtime``
+    (default the profile's); ``min_agreement``: percent of images whose top-1 must equal FP32's
+    (None: not checked). Each step returns ``group_size`` layers to float, at most ``max_steps``
+    steps; ``sqnr_images`` eval images rank the layers. ``cache_path``/``data_key``: the calibration cache.
+    """
+
+    profile: str = "onnxruntime"
+    config: QuantConfig | None = None
+    max_drop: float = 0.5
+    min_agreement: float | None = None
+    runtime: str | None = None
+    cache_path: str | Path | None = None
+    data_key: str | None = None
+    group_size: int = 1
+    max_steps: int | None = None
+    sqnr_images: int = 16
+
+
+@dataclass
+class _Search:
+    """The state of one budget search: fixed inputs, the FP32 reference and the report so far."""
+
+    fp32_proto: object
+    calib_x: np.ndarray | None
+    eval_x: np.ndarray
+    eval_labels: np.ndarray
+    budget: BudgetConfig
+    prof: object
+    runtime: str
+    cache: Path
+    ref: np.ndarray
+    fp32_acc: float
+    eval_s: float
+    report: BudgetReport | None = None
+
+    def quantize(self, config: QuantConfig) -> QuantResult:
+        return quantize_onnx(self.fp32_proto, self.calib_x, profile=self.prof, config=config, cache_path=self.cache,
+                             data_key=self.budget.data_key)
+
+    def score(self, result: QuantResult, returned: list[str]) -> None:
+        """Measure ``result``, update (or start) the report and record the step."""
+        t0 = time.perf_counter()
+        got = logits(result.proto, self.eval_x, self.runtime, desc=f"eval int8 ({self.runtime})")
+        acc, agree = top1(got, self.eval_labels), agreement(self.ref, got)
+        self.eval_s += time.perf_counter() - t0
+        b = self.budget
+        if self.report is None:
+            self.report = BudgetReport(self.runtime, len(self.eval_x), b.max_drop, b.min_agreement, self.fp32_acc,
+                                       acc, self.fp32_acc - acc, agree)
+        else:
+            self.report.int8_top1, self.report.drop, self.report.agreement = acc, self.fp32_acc - acc, agree
+        self.report.steps.append(
+            {"float": returned, "int8_top1": acc, "drop": round(self.fp32_acc - acc, 3), "agreement": agree}
+        )
+
+    def met(self) -> bool:
+        r, b = self.report, self.budget
+        return r.drop <= b.max_drop and (b.min_agreement is None or r.agreement >= b.min_agreement)
+
+    def missed(self, keep: list[str]) -> QuantizationError:
+        r, b = self.report, self.budget
+        return QuantizationError(
+            f"INT8 misses the accuracy budget: top-1 drop {r.drop:.2f} points (max {b.max_drop}), "
+            f"agreement {r.agreement:.2f}% (min {b.min_agreement}) on "
+            f"{len(self.eval_x)} images ({self.runtime}) with {len(keep)} layer(s) returned to float "
+            f"({', '.join(keep) or 'none'}); raise --max-drop, try another --calib-method, or use FP16/FP32"
+        )
+
+
+def _return_to_float(search: _Search, first: QuantResult, config: QuantConfig) -> QuantResult:
+    """Return the lowest-SQNR layers to float, ``group_size`` at a time, until the budget is met."""
+    from volo_deploy.quant.sensitivity import layer_sqnr
+
+    b, report = search.budget, search.report
+    report.sqnr_db = layer_sqnr(search.fp32_proto, first.proto, first.quantized, search.eval_x[: b.sqnr_images])
+    ranking = sorted(report.sqnr_db, key=report.sqnr_db.get)
+    keep = list(config.keep_float)
+    steps = 0
+    result = first
+    while not search.met():
+        todo = [name for name in ranking if name not in keep]
+        if not todo or (b.max_steps is not None and steps >= b.max_steps):
+            raise search.missed(keep)
+        group = todo[: b.group_size]
+        keep += group
+        steps += 1
+        try:
+            result = search.quantize(dataclasses.replace(config, keep_float=tuple(keep)))
+        except QuantizationError as exc:  # nothing left to quantize
+            raise QuantizationError(f"INT8 misses the accuracy budget ({exc})") from None
+        search.score(result, group)
+        log.info("returned %s to float: top-1 %.2f (drop %.2f)", ", ".join(group), report.int8_top1, report.drop)
+    report.returned_to_float = keep
+    result.calibration_seconds = first.calibration_seconds
+    result.cache = first.cache
+    return result
 
 
 def quantize_within_budget(
@@ -55,80 +152,31 @@ def quantize_within_budget(
     calib_x: np.ndarray | None,
     eval_x: np.ndarray,
     eval_labels: np.ndarray,
-    *,
-    profile: str = "onnxruntime",
-    config: QuantConfig | None = None,
-    max_drop: float = 0.5,
-    min_agreement: float | None = None,
-    runtime: str | None = None,
-    cache_path: str | Path | None = None,
-    data_key: str | None = None,
-    group_size: int = 1,
-    max_steps: int | None = None,
-    sqnr_images: int = 16,
+    budget: BudgetConfig | None = None,
+    **overrides,
 ) -> tuple[QuantResult, BudgetReport]:
-    """Quantize ``fp32_proto`` so that top-1 on ``eval_x`` drops by at most ``max_drop`` points
-    (measured on ``runtime``, default the profile's) and, if ``min_agreement`` (percent) is
-    given, top-1 agrees with FP32 on at least that share of the images. Raises :class:`QuantizationError` when even
+    """Quantize ``fp32_proto`` so that top-1 on ``eval_x`` drops by at most ``budget.max_drop`` points
+    and agrees with FP32 on at least ``budget.min_agreement`` percent (see :class:`BudgetConfig`;
+    ``overrides`` are its fields, e.g. ``max_drop=0.5``). Raises :class:`QuantizationError` when even
     returning every quantized layer (or ``max_steps`` groups) to float misses the budget."""
     from volo_deploy.quant.profiles import get_profile
-    from volo_deploy.quant.sensitivity import layer_sqnr
 
-    prof = get_profile(profile)
-    runtime = runtime or prof.runtime
-    config = config or QuantConfig()
+    b = dataclasses.replace(budget or BudgetConfig(), **overrides)
+    prof = get_profile(b.profile)
+    runtime = b.runtime or prof.runtime
+    config = b.config or QuantConfig()
     start = time.perf_counter()
     ref = logits(fp32_proto, eval_x, runtime, desc=f"eval fp32 ({runtime})")
     fp32_acc = top1(ref, eval_labels)
-    eval_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix="volo-budget-") as tmp:
-        cache = Path(cache_path) if cache_path else Path(tmp) / "ranges.json"  # re-quantize without recalibrating
-        result = quantize_onnx(fp32_proto, calib_x, profile=prof, config=config, cache_path=cache, data_key=data_key)
-        first = result
-        t0 = time.perf_counter()
-        acc, agree = _score(result.proto, eval_x, eval_labels, runtime, ref)
-        eval_s += time.perf_counter() - t0
-        report = BudgetReport(runtime, len(eval_x), max_drop, min_agreement, fp32_acc, acc, fp32_acc - acc, agree)
-        report.steps.append(
-            {"float": list(config.keep_float), "int8_top1": acc, "drop": round(fp32_acc - acc, 3), "agreement": agree}
-        )
-
-        def met() -> bool:
-            return report.drop <= max_drop and (min_agreement is None or report.agreement >= min_agreement)
-
-        log.info("int8 %s: top-1 %.2f vs fp32 %.2f (drop %.2f)", runtime, acc, fp32_acc, fp32_acc - acc)
-        if met():
-            report.eval_seconds = eval_s
-            return result, report
-        report.sqnr_db = layer_sqnr(fp32_proto, result.proto, result.quantized, eval_x[:sqnr_images])
-        ranking = sorted(report.sqnr_db, key=report.sqnr_db.get)
-        keep = list(config.keep_float)
-        steps = 0
-        while not met():
-            todo = [name for name in ranking if name not in keep]
-            if not todo or (max_steps is not None and steps >= max_steps):
-                raise QuantizationError(
-                    f"INT8 misses the accuracy budget: top-1 drop {report.drop:.2f} points (max {max_drop}), "
-                    f"agreement {report.agreement:.2f}% (min {min_agreement}) on "
-                    f"{len(eval_x)} images ({runtime}) with {len(keep)} layer(s) returned to float "
-                    f"({', '.join(keep) or 'none'}); raise --max-drop, try another --calib-method, or use FP16/FP32"
-                )
-            group = todo[:group_size]
-            keep += group
-            steps += 1
-            cfg = dataclasses.replace(config, keep_float=tuple(keep))
-            try:
-                result = quantize_onnx(fp32_proto, calib_x, profile=prof, config=cfg, cache_path=cache, data_key=data_key)
-            except QuantizationError as exc:  # nothing left to quantize
-                raise QuantizationError(f"INT8 misses the accuracy budget ({exc})") from None
-            t0 = time.perf_counter()
-            acc, agree = _score(result.proto, eval_x, eval_labels, runtime, ref)
-            eval_s += time.perf_counter() - t0
-            report.int8_top1, report.drop, report.agreement = acc, fp32_acc - acc, agree
-            report.steps.append({"float": group, "int8_top1": acc, "drop": round(fp32_acc - acc, 3), "agreement": agree})
-            log.info("returned %s to float: top-1 %.2f (drop %.2f)", ", ".join(group), acc, report.drop)
-        report.returned_to_float = keep
-        result.calibration_seconds = first.calibration_seconds
-        result.cache = first.cache
-    report.eval_seconds = eval_s
-    return result, report
+        cache = Path(b.cache_path) if b.cache_path else Path(tmp) / "ranges.json"  # re-quantize without recalibrating
+        search = _Search(fp32_proto, calib_x, eval_x, eval_labels, b, prof, runtime, cache, ref, fp32_acc,
+                         time.perf_counter() - start)
+        result = search.quantize(config)
+        search.score(result, list(config.keep_float))
+        log.info("int8 %s: top-1 %.2f vs fp32 %.2f (drop %.2f)", runtime, search.report.int8_top1, fp32_acc,
+                 search.report.drop)
+        if not search.met():
+            result = _return_to_float(search, result, config)
+    search.report.eval_seconds = search.eval_s
+    return result, search.report

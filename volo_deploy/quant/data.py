@@ -44,14 +44,29 @@ def _load(cfg, data, source: str, manifest_sha: str | None, desc: str) -> ImageS
 
 
 def _subset(data, size: int | None, seed: int):
-    from volo_deploy.data.sampler import sample_subset
+    """A stratified ``size``-image subset of ``data`` (all of it when None or larger) and its manifest hash.
+
+    The subset's files come from ``data``, listed a moment ago: they are not checked against the root again.
+    """
+    from volo_deploy.data.sampler import sample_subset, subset_images
 
     if size is None or size >= len(data):
         return data, None
-    from volo_deploy.data.sampler import resolve
-
     manifest = sample_subset(data, total=size, seed=seed)
-    return resolve(manifest, data.root, verify="paths"), manifest.content_hash()
+    return subset_images(manifest, data.root), manifest.content_hash()
+
+
+def _open_source(source: str | Path, layout: str | None):
+    """(images, content hash when ``source`` is a subset manifest): a manifest is read once, its root scanned once."""
+    from volo_deploy.data import sampler
+    from volo_deploy.data.dataset import open_images
+
+    is_json = Path(source).suffix.lower() == ".json"
+    if is_json and layout in (None, "manifest"):
+        manifest = sampler.read_manifest(source)
+        return sampler.resolve(manifest, verify="full"), manifest.content_hash()
+    data = open_images(source, layout=layout)
+    return data, sampler.read_manifest(source).content_hash() if is_json else None
 
 
 def calibration_set(
@@ -65,17 +80,13 @@ def calibration_set(
     if source is None:
         if cfg.family != "volo_demo":
             raise QuantizationError("INT8 needs calibration images: pass --calib-data (folder, list file or manifest)")
-        data = sampler.demo_calibration_data()
-        sha = sampler.read_manifest(sampler.demo_calibration_manifest()).content_hash()
+        manifest = sampler.read_manifest(sampler.demo_calibration_manifest())
+        data = sampler.demo_calibration_data(manifest=manifest)
         data, sub = _subset(data, size, seed)
-        return _load(cfg, data, f"demo manifest {sampler.DEMO_MANIFEST_NAME}", sub or sha, "calibration images")
-    from volo_deploy.data.dataset import open_images
-
-    data = open_images(source, layout=layout)
-    sha = None
-    if Path(source).suffix.lower() == ".json":
-        sha = sampler.read_manifest(source).content_hash()
-    elif size is None:
+        desc = f"demo manifest {sampler.DEMO_MANIFEST_NAME}"
+        return _load(cfg, data, desc, sub or manifest.content_hash(), "calibration images")
+    data, sha = _open_source(source, layout)
+    if sha is None and size is None:
         size = sampler.default_calib_size(len(data.classes))
     data, sub = _subset(data, size, seed)
     return _load(cfg, data, str(source), sub or sha, "calibration images")

@@ -71,10 +71,6 @@ PROFILES: dict[str, QuantProfile] = {
     ),
 }
 
-#: The profile ``volo-export --int8`` uses for each backend.
-BACKEND_PROFILES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
-
-
 WEIGHT_BITS = ("auto", "7", "8")
 
 

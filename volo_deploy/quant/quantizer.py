@@ -183,6 +183,71 @@ def qdq_counts(proto) -> dict[str, int]:
     return dict(c)
 
 
+def _cache_lookup(proto, calib_data, data_key, prof: QuantProfile, config: QuantConfig, cache_path):
+    """(key, cached onnxruntime ranges or None, status, cache file or None) for this model x data x method."""
+    if data_key is None:
+        if calib_data is None:
+            raise QuantizationError("calibration data needed (no data_key given to look up a cache)")
+        data_key = array_sha256(np.ascontiguousarray(calib_data, np.float32))
+    key = CacheKey(model_sha256(proto), data_key, config.method.value, config.method_params(), prof.name)
+    status, ort_cache = CacheStatus(None, "off"), None
+    cache_file = Path(cache_path) if cache_path else None
+    if cache_file is not None:
+        ort_cache, status = read_cache(cache_file, key)
+        if status.status == "mismatch":
+            log.warning("calibration cache %s does not match this run (%s): recalibrating", cache_file, "; ".join(status.differs))
+    return key, ort_cache, status, cache_file
+
+
+def _static_quantize(in_file: Path, out_file: Path, ranges_file: Path, plan: dict) -> None:
+    """onnxruntime's ``quantize_static`` with the ranges of ``ranges_file`` (it never calibrates here)."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    prof: QuantProfile = plan["profile"]
+    try:
+        quantize_static(
+            str(in_file),
+            str(out_file),
+            None,  # ranges come from ranges_file
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(prof.op_types),
+            per_channel=prof.per_channel,
+            reduce_range=plan["bits"] == 7,  # 7-bit weights (activations keep their full range)
+            activation_type=plan["act_type"],
+            weight_type=plan["weight_type"],
+            nodes_to_quantize=[lay.node for lay in plan["quant"]],
+            nodes_to_exclude=[lay.node for lay in plan["floating"]],
+            calibrate_method=plan["method"],
+            extra_options=plan["extra"],
+            calibration_cache_path=str(ranges_file),
+        )
+    except (ValueError, RuntimeError, KeyError) as exc:
+        raise QuantizationError(f"onnxruntime quantize_static failed: {exc}") from exc
+
+
+def _quantize_in(tmp: Path, proto, reader, ort_cache, config: QuantConfig, plan: dict):
+    """(Q/DQ model, calibration seconds, ranges as JSON) worked out in the folder ``tmp``: calibrate
+    with ``reader`` unless ``ort_cache`` holds the ranges, then quantize with them."""
+    import onnx
+
+    ranges_file = tmp / "ranges.json"
+    if ort_cache is not None:
+        ranges_file.write_text(json.dumps(ort_cache))
+    in_file = tmp / "model_fp32.onnx"  # a file: quantize_static rewrites a ModelProto in place
+    onnx.save_model(proto, str(in_file))
+    calib_s = 0.0
+    if reader is not None:  # calibrate, then hand the ranges to quantize_static as its cache
+        from onnxruntime.quantization.calibrate import save_tensors_data
+
+        start = time.perf_counter()
+        ranges = _calibrate(in_file, reader, plan["profile"], config, plan["method"], tmp)
+        save_tensors_data(ranges, ranges_file)
+        calib_s = time.perf_counter() - start
+    out_file = tmp / "model_int8.onnx"
+    _static_quantize(in_file, out_file, ranges_file, plan)
+    return onnx.load(str(out_file)), calib_s, json.loads(ranges_file.read_text())
+
+
 def quantize_onnx(
     model,
     calib_data: np.ndarray | None,
@@ -203,82 +268,32 @@ def quantize_onnx(
     ``config`` is given. Writes ``output`` if given; always returns the model in memory.
     """
     import onnx
-    from onnxruntime.quantization import QuantFormat, quantize_static
 
     prof = get_profile(profile)
     config = config or QuantConfig(method=CalibMethod.parse(method))
     bits, bits_why = choose_weight_bits(prof, config.weight_bits)
     log.info("int8 weights, profile %s: %d-bit (%s)", prof.name, bits, bits_why)
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    layers = quantizable_layers(proto, prof.op_types)
-    quant, floating = select_layers(layers, prof, config.placement, config.keep_float)
+    quant, floating = select_layers(quantizable_layers(proto, prof.op_types), prof, config.placement, config.keep_float)
     if not quant:
         raise QuantizationError("no layer left to quantize (every Conv/MatMul/Gemm is excluded)")
-
-    if data_key is None:
-        if calib_data is None:
-            raise QuantizationError("calibration data needed (no data_key given to look up a cache)")
-        data_key = array_sha256(np.ascontiguousarray(calib_data, np.float32))
-    key = CacheKey(model_sha256(proto), data_key, config.method.value, config.method_params(), prof.name)
-    status, ort_cache = CacheStatus(None, "off"), None
-    cache_file = Path(cache_path) if cache_path else None
-    if cache_file is not None:
-        ort_cache, status = read_cache(cache_file, key)
-        if status.status == "mismatch":
-            log.warning("calibration cache %s does not match this run (%s): recalibrating", cache_file, "; ".join(status.differs))
-
+    key, ort_cache, status, cache_file = _cache_lookup(proto, calib_data, data_key, prof, config, cache_path)
     method_ort, act_t, w_t, extra = _ort_args(prof, config)
-    input_name, batch = _input_batch(proto)
-    reader = None
-    n_images = 0
+    plan = {"profile": prof, "bits": bits, "quant": quant, "floating": floating, "method": method_ort,
+            "act_type": act_t, "weight_type": w_t, "extra": extra}
+    reader, n_images = None, 0
     if ort_cache is None:
         if calib_data is None:
             raise QuantizationError("no calibration data and no matching calibration cache")
+        input_name, batch = _input_batch(proto)
         reader = ArrayReader(np.ascontiguousarray(calib_data, np.float32), input_name, batch or min(16, len(calib_data)))
         n_images = reader.n_batches * reader.batch
     with tempfile.TemporaryDirectory(prefix="volo-quant-") as tmp:
-        ort_cache_file = Path(tmp) / "ranges.json"
-        if ort_cache is not None:
-            ort_cache_file.write_text(json.dumps(ort_cache))
-        out_file = Path(tmp) / "model_int8.onnx"
-        in_file = Path(tmp) / "model_fp32.onnx"  # a file: quantize_static rewrites a ModelProto in place
-        onnx.save_model(proto, str(in_file))
-        start = time.perf_counter()
-        if reader is not None:  # calibrate, then hand the ranges to quantize_static as its cache
-            from onnxruntime.quantization.calibrate import save_tensors_data
-
-            ranges = _calibrate(in_file, reader, prof, config, method_ort, Path(tmp))
-            save_tensors_data(ranges, ort_cache_file)
-        calib_s = time.perf_counter() - start if reader is not None else 0.0
-        try:
-            quantize_static(
-                str(in_file),
-                str(out_file),
-                None,  # ranges come from ort_cache_file: quantize_static never calibrates here
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(prof.op_types),
-                per_channel=prof.per_channel,
-                reduce_range=bits == 7,  # 7-bit weights (activations keep their full range)
-                activation_type=act_t,
-                weight_type=w_t,
-                nodes_to_quantize=[lay.node for lay in quant],
-                nodes_to_exclude=[lay.node for lay in floating],
-                calibrate_method=method_ort,
-                extra_options=extra,
-                calibration_cache_path=str(ort_cache_file),
-            )
-        except (ValueError, RuntimeError, KeyError) as exc:
-            raise QuantizationError(f"onnxruntime quantize_static failed: {exc}") from exc
-        if reader is not None and cache_file is not None:
-            write_cache(
-                cache_file,
-                key,
-                json.loads(ort_cache_file.read_text()),
-                {"calibration_seconds": round(calib_s, 3), "calibration_images": n_images},
-            )
-        if ort_cache is not None:
-            n_images = int(json.loads(cache_file.read_text()).get("calibration_images", 0))
-        qproto = onnx.load(str(out_file))
+        qproto, calib_s, ranges = _quantize_in(Path(tmp), proto, reader, ort_cache, config, plan)
+    if reader is not None and cache_file is not None:
+        write_cache(cache_file, key, ranges, {"calibration_seconds": round(calib_s, 3), "calibration_images": n_images})
+    if ort_cache is not None:
+        n_images = int(json.loads(cache_file.read_text()).get("calibration_images", 0))
     if prof.inline_functions:
         from volo_deploy.export.onnx_graph import inline_functions
 

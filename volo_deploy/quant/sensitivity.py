@@ -65,13 +65,13 @@ def _const_values(proto) -> dict[str, np.ndarray]:
     return vals
 
 
-def layer_sqnr(fp32_proto, qdq_proto, layers: list[Layer], x: np.ndarray) -> dict[str, float]:
-    """SQNR in dB of each quantized layer (by layer name), from ``x`` (a few images)."""
+def _capture(fp32_proto, layers: list[Layer], fconst: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The activation inputs of ``layers`` in the FP32 model on ``x``, by tensor name."""
+    import onnxruntime as ort
+
+    from volo_deploy.backends.onnxruntime_backend import session_options
+
     fnodes = {n.name: n for n in fp32_proto.graph.node}
-    qnodes = {n.name: n for n in qdq_proto.graph.node}
-    prod = {o: n for n in qdq_proto.graph.node for o in n.output}
-    fconst, qconst = _const_values(fp32_proto), _const_values(qdq_proto)
-    # capture every activation input of the layers in the FP32 model
     wanted = []
     for lay in layers:
         for i in fnodes[lay.node].input[:2]:
@@ -83,10 +83,6 @@ def layer_sqnr(fp32_proto, qdq_proto, layers: list[Layer], x: np.ndarray) -> dic
     for name in wanted:
         if name not in known:
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    import onnxruntime as ort
-
-    from volo_deploy.backends.onnxruntime_backend import session_options
-
     sess = ort.InferenceSession(probe.SerializeToString(), session_options("fp32"), providers=["CPUExecutionProvider"])
     in_name = probe.graph.input[0].name
     batch = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or len(x)
@@ -96,27 +92,41 @@ def layer_sqnr(fp32_proto, qdq_proto, layers: list[Layer], x: np.ndarray) -> dic
         res = dict(zip(out_names, sess.run(None, {in_name: x[i : i + batch]})))
         for n in wanted:
             acts[n].append(res[n])
-    caps = {n: np.concatenate(v) for n, v in acts.items()}
+    return {n: np.concatenate(v) for n, v in acts.items()}
 
+
+def _quantized_inputs(qnode, fin: list[np.ndarray], prod: dict, qconst: dict) -> list[np.ndarray]:
+    """The first two inputs of ``qnode`` as the Q/DQ model sees them (dequantized weights, fake-quantized activations)."""
+    qin = []
+    for k, name in enumerate(qnode.input[:2]):
+        dq = prod.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            qin.append(fin[k])
+            continue
+        scale, zp = qconst[dq.input[1]], qconst[dq.input[2]]
+        axis = _attrs(dq).get("axis", 1)
+        src = dq.input[0]
+        if src in qconst:  # quantized weight
+            qin.append(_dequant(qconst[src].astype(np.float32), scale, zp, axis))
+        else:
+            qin.append(_fq(fin[k], scale, zp, axis))
+    return qin
+
+
+def layer_sqnr(fp32_proto, qdq_proto, layers: list[Layer], x: np.ndarray) -> dict[str, float]:
+    """SQNR in dB of each quantized layer (by layer name), from ``x`` (a few images)."""
+    fnodes = {n.name: n for n in fp32_proto.graph.node}
+    qnodes = {n.name: n for n in qdq_proto.graph.node}
+    prod = {o: n for n in qdq_proto.graph.node for o in n.output}
+    fconst, qconst = _const_values(fp32_proto), _const_values(qdq_proto)
+    caps = _capture(fp32_proto, layers, fconst, x)
     out = {}
     for lay in layers:
         fnode, qnode = fnodes[lay.node], qnodes.get(lay.node)
         if qnode is None:
             continue
         fin = [caps[i] if i in caps else fconst[i] for i in fnode.input[:2]]
-        qin = []
-        for k, name in enumerate(qnode.input[:2]):
-            dq = prod.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                qin.append(fin[k])
-                continue
-            scale, zp = qconst[dq.input[1]], qconst[dq.input[2]]
-            axis = _attrs(dq).get("axis", 1)
-            src = dq.input[0]
-            if src in qconst:  # quantized weight
-                qin.append(_dequant(qconst[src].astype(np.float32), scale, zp, axis))
-            else:
-                qin.append(_fq(fin[k], scale, zp, axis))
+        qin = _quantized_inputs(qnode, fin, prod, qconst)
         bias = None
         if lay.op_type in ("Gemm", "Conv") and len(fnode.input) > 2 and fnode.input[2]:
             bias = fconst.get(fnode.input[2])
