@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from volo_deploy.errors import BackendUnavailable, BadInputError
+from volo_deploy.runtime import run_in_chunks  # noqa: F401  (re-exported: backends' runners use it)
 
 _REGISTRY: dict[str, type["Backend"]] = {}
 _ALIASES: dict[str, str] = {}
@@ -96,29 +96,6 @@ class ExportResult:
     export_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
     executed_precision: str | None = None  # what the runtime reported it computes in (None: not validated)
-
-
-def run_in_chunks(
-    run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, chunk: int, pad: bool = False, desc: str | None = None
-) -> np.ndarray:
-    """``run`` over ``x`` in chunks of ``chunk`` images, outputs concatenated.
-
-    ``pad``: the model has a fixed batch of ``chunk``, so the last, shorter chunk is padded by
-    repeating its last image and only its real outputs are kept. ``desc`` shows a progress bar.
-    """
-    starts: Iterable[int] = range(0, len(x), chunk)
-    if desc is not None:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-    outs = []
-    for i in starts:
-        part = x[i : i + chunk]
-        n = len(part)
-        if pad and n < chunk:
-            part = np.concatenate([part, np.repeat(part[-1:], chunk - n, axis=0)])
-        outs.append(np.asarray(run(part))[:n])
-    return np.concatenate(outs)
 
 
 class Runner(ABC):

@@ -85,7 +85,7 @@ def layer_sqnr(fp32_proto, qdq_proto, layers: list[Layer], x: np.ndarray) -> dic
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     import onnxruntime as ort
 
-    from volo_deploy.backends.onnxruntime_backend import session_options
+    from volo_deploy.runtime import session_options
 
     sess = ort.InferenceSession(probe.SerializeToString(), session_options("fp32"), providers=["CPUExecutionProvider"])
     in_name = probe.graph.input[0].name
