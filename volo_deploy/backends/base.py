@@ -1,14 +1,15 @@
 """Backend interface and registry.
 
 A backend couples an exporter (PyTorch VOLO -> artifact files) and a runner
-(artifact -> logits). Adding one means subclassing :class:`Backend` and decorating it
-with :func:`register_backend`; nothing else changes. Public methods check inputs and
-time; subclasses override the ``_impl`` parts only.
+(artifact -> logits). Adding one means one module ``volo_deploy/backends/<name>_backend.py``
+with a :class:`Backend` subclass decorated with :func:`register_backend`: the registry finds
+the module, its ``Options`` dataclass fields marked with :func:`volo_deploy.options.flag` become
+``volo-export`` flags, its ``distributions`` go into the manifests' library versions.
+Public methods check inputs and time; subclasses override the ``_impl`` parts only.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -37,16 +38,42 @@ def register_backend(name: str, *aliases: str):
     return wrap
 
 
-BUILTIN_MODULES = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend",
-                   "torch_tensorrt_backend")
+#: Listing order of the built-in backends (the demo table's row order); other modules follow by name.
+_ORDER = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend", "torch_tensorrt_backend")
+
+
+def backend_modules() -> list[str]:
+    """The ``volo_deploy.backends.*_backend`` modules, built-ins first."""
+    import pkgutil
+
+    found = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.endswith("_backend"))
+    return [m for m in _ORDER if m in found] + [m for m in found if m not in _ORDER]
 
 
 def _load_builtin() -> None:
     # Importing the modules registers the classes; none of them imports its runtime at import time.
     import importlib
 
-    for mod in BUILTIN_MODULES:
+    for mod in backend_modules():
         importlib.import_module(f"volo_deploy.backends.{mod}")
+
+
+def backend_help() -> str:
+    """``--backend`` help text: every registered name with its aliases."""
+    _load_builtin()
+    aliases: dict[str, list[str]] = {}
+    for alias, name in _ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    return " | ".join(f"{n} ({', '.join(aliases[n])})" if n in aliases else n for n in _REGISTRY)
+
+
+def library_distributions() -> tuple[str, ...]:
+    """``torch`` and every registered backend's distributions, in registry order, once each."""
+    _load_builtin()
+    names = ["torch"]
+    for cls in _REGISTRY.values():
+        names += [d for d in cls.distributions if d not in names]
+    return tuple(names)
 
 
 def backend_names() -> list[str]:
@@ -82,6 +109,27 @@ class ExportRequest:
     val_data: Path | None = None  # validation images (None: demo digits or synthetic), filled by the pipeline
     n_validate: int = 8
     tolerance: Any = None  # volo_deploy.export.validate.Tolerance (None: the precision's default)
+
+
+@dataclass(frozen=True)
+class Validate:
+    """Validate the artifact against FP32 PyTorch right after it is written (the default)."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """No validation here, and why (e.g. nothing runnable is built on this machine)."""
+
+    reason: str
+
+
+@dataclass
+class ExportArtifacts:
+    """What :meth:`Backend.export_impl` wrote next to the main file, and details for the manifest."""
+
+    files: list[str] = field(default_factory=list)  # extra files, names relative to the staging folder
+    details: dict[str, Any] = field(default_factory=dict)
+    validation: Validate | Skip = field(default_factory=Validate)
 
 
 @dataclass
@@ -138,6 +186,7 @@ class Backend(ABC):
 
     requires: ClassVar[tuple[str, ...]] = ()  # importable modules the runtime needs
     extra: ClassVar[str] = ""  # the pip extra that installs them
+    distributions: ClassVar[tuple[str, ...]] = ()  # installed distributions whose versions manifests record
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -154,14 +203,6 @@ class Backend(ABC):
         reason = cls.unavailable_reason()
         if reason:
             raise BackendUnavailable(f"backend {cls.name}: unavailable: {reason}")
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add this backend's own ``volo-export`` flags (none by default)."""
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> Any:
-        return None
 
     def model_filename(self, model_name: str, request: ExportRequest) -> str:
         """Name of the main artifact file (what the runner loads) for ``request``."""
@@ -184,11 +225,9 @@ class Backend(ABC):
             raise BackendUnavailable(f"backend {self.name}: {precision} unavailable here: {reason}")
 
     @abstractmethod
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
-        """Write the artifact(s) into ``staged`` (``model_file`` first); return details for the manifest.
-
-        Extra files must be listed under ``details["extra_files"]`` (names relative to ``staged``).
-        """
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
+        """Write the artifact(s) into ``staged`` (``model_file`` first); return the extra files written,
+        the manifest details and whether to validate."""
 
     @abstractmethod
     def load(self, artifact: Path, options: Any = None) -> Runner:

@@ -10,7 +10,6 @@ entries only (no ARM CPU here).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import platform
 from dataclasses import dataclass, replace
@@ -19,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, Runner, register_backend
 from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
 from volo_deploy.errors import BadInputError
+from volo_deploy.options import flag
 from volo_deploy.runtime import ARM64, EXACT_MATH_ENTRIES, session_float_precision, session_options
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class OrtOptions:
     """Runtime settings of an ONNX Runtime session."""
 
-    threads: int | None = None
+    threads: int | None = flag("--threads", "onnxruntime intra-op threads for validation", parse=int)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     precision: str | None = None  # None: the model's own (its volo.precision metadata), else fp32
 
@@ -76,14 +76,7 @@ class OnnxRuntimeBackend(Backend):
 
     requires = ("onnx", "onnxscript", "onnxruntime")
     extra = "onnx"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads for validation")
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> OrtOptions:
-        return OrtOptions(threads=getattr(args, "threads", None))
+    distributions = ("onnx", "onnxruntime")
 
     @classmethod
     def precision_unavailable_reason(cls, precision: str) -> str | None:
@@ -99,7 +92,7 @@ class OnnxRuntimeBackend(Backend):
     def validation_options(self, request: ExportRequest) -> OrtOptions:
         return replace(request.options or OrtOptions(), precision=request.precision)
 
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
         from volo_deploy.export.onnx_graph import portable_onnx, write_portable_onnx
 
         if request.precision == "int8":  # Q/DQ ONNX (explicit quantization), profile "onnxruntime"
@@ -115,7 +108,7 @@ class OnnxRuntimeBackend(Backend):
             _, details = write_portable_onnx(model, request, staged / model_file)
         so = session_options(request.precision)
         details["session_config"] = {k: so.get_session_config_entry(k) for k in EXACT_MATH_ENTRIES}
-        return details  # file hashes: the manifest's "files" list
+        return ExportArtifacts(details=details)  # file hashes: the manifest's "files" list
 
     def load(self, artifact: Path, options: Any = None) -> Runner:
         self.require()

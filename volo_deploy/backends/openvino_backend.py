@@ -24,7 +24,6 @@ form (:mod:`volo_deploy.backends.openvino_int8`).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -34,9 +33,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, Runner, register_backend
 from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
 from volo_deploy.errors import BackendUnavailable, BadInputError, ExportError
+from volo_deploy.options import flag
 from volo_deploy.runtime import INFERENCE_PRECISION, inference_config
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,13 @@ class OvOptions:
     ``precision``: what a loaded IR is compiled for (``None``: what it was exported as).
     """
 
-    device: str = "CPU"
-    hint: str = "latency"
-    streams: int | None = None
-    threads: int | None = None
+    device: str = flag("--device", "OpenVINO device for validation: CPU (default), GPU, AUTO", "CPU")
+    hint: str = flag("--hint", "performance hint (default latency)", "latency", choices=HINTS)
+    streams: int | None = flag("--streams", "number of streams (default: the hint's)", parse=int)
+    threads: int | None = flag("--threads", "inference threads (default: all cores)", parse=int)
     requests: int | None = None
-    outlook_form: str = "slice"
+    outlook_form: str = flag("--outlook-form", "outlook-attention graph form (default slice)", "slice",
+                             choices=OUTLOOK_FORMS)
     precision: str | None = None
 
     def compile_config(self, precision: str = "fp32") -> dict[str, str]:
@@ -268,29 +269,7 @@ class OpenVinoBackend(Backend):
 
     requires = ("onnx", "onnxscript", "openvino")
     extra = "openvino"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--device", default="CPU", help="OpenVINO device for validation: CPU (default), GPU, AUTO")
-        parser.add_argument("--hint", choices=HINTS, default="latency", help="performance hint (default latency)")
-        parser.add_argument("--streams", type=int, default=None, help="number of streams (default: the hint's)")
-        parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
-        parser.add_argument(
-            "--outlook-form",
-            choices=OUTLOOK_FORMS,
-            default="slice",
-            help="outlook-attention graph form (default slice)",
-        )
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> OvOptions:
-        return OvOptions(
-            device=args.device,
-            hint=args.hint,
-            streams=args.streams,
-            threads=args.threads,
-            outlook_form=args.outlook_form,
-        )
+    distributions = ("openvino", "nncf")
 
     @classmethod
     def precision_unavailable_reason(cls, precision: str) -> str | None:
@@ -324,7 +303,7 @@ class OpenVinoBackend(Backend):
             return q_model, False, {"weights": "int8 (Q/DQ -> FakeQuantize)", **hint, **qdetails}
         raise BadInputError(f"backend openvino supports {', '.join(self.precisions)}, not {request.precision}")
 
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
         import openvino as ov
 
         opts = request.options or OvOptions()
@@ -335,15 +314,14 @@ class OpenVinoBackend(Backend):
         ops: dict[str, int] = {}
         for op in ov_model.get_ordered_ops():
             ops[op.get_type_name()] = ops.get(op.get_type_name(), 0) + 1
-        return {
+        return ExportArtifacts([xml.with_suffix(".bin").name], {
             **details,
             **prec,
             "conversion": "portable ONNX, local functions inlined -> ov.convert_model",
             "outlook_form": opts.outlook_form,
             "ov_op_histogram": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
             "openvino_version": ov.get_version(),
-            "extra_files": [xml.with_suffix(".bin").name],
-        }
+        })
 
     def load(self, artifact: Path, options: Any = None) -> OvRunner:
         self.require()
