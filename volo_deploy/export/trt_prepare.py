@@ -32,8 +32,6 @@ from volo_deploy.export import trt_surgery
 if TYPE_CHECKING:
     import onnx
 
-    from volo_deploy.backends.base import ExportRequest
-
 
 def precision_graph(proto: "onnx.ModelProto", precision: str) -> "tuple[onnx.ModelProto, dict[str, Any]]":
     """Step 1: the graph in ``precision`` (portable form kept) and what was done, for the manifest."""
@@ -48,8 +46,9 @@ def precision_graph(proto: "onnx.ModelProto", precision: str) -> "tuple[onnx.Mod
     return proto, {}
 
 
-def portable_check(model, request: "ExportRequest", graph: "onnx.ModelProto") -> dict[str, Any]:
-    """Step 2: run ``graph`` on onnxruntime CPU (exact-math session options), compare with FP32 PyTorch.
+def portable_check(model, request, graph: "onnx.ModelProto") -> dict[str, Any]:
+    """Step 2: run ``graph`` on onnxruntime CPU (exact-math session options), compare with FP32 PyTorch
+    on ``request``'s (an ``ExportRequest``) validation images.
 
     Raises :class:`~volo_deploy.errors.ValidationError` past the tolerance (the request's, else the
     precision's default); returns the statistics and the tolerance.
@@ -81,7 +80,7 @@ def portable_check(model, request: "ExportRequest", graph: "onnx.ModelProto") ->
             "runtime": "onnxruntime CPUExecutionProvider"}
 
 
-def prepare_trt_onnx(model, request: "ExportRequest", proto: "onnx.ModelProto") -> "tuple[onnx.ModelProto, dict[str, Any]]":
+def prepare_trt_onnx(model, request, proto: "onnx.ModelProto") -> "tuple[onnx.ModelProto, dict[str, Any]]":
     """Steps 1-3 on the portable (FP32 or Q/DQ) ONNX ``proto``: the plugin-form ONNX and manifest details."""
     graph, details = precision_graph(proto, request.precision)
     details["portable_validation"] = portable_check(model, request, graph)
