@@ -286,7 +286,8 @@ class OpenVinoBackend(Backend):
 
         check_device(ov.Core(), opts.device)  # fail before the (slow) export, not after it
 
-    def prepare_ir(self, ov_model: Any, model, request: ExportRequest, fp32_proto: Any) -> tuple[Any, bool, dict[str, Any]]:
+    def prepare_ir(self, ov_model: Any, model, request: ExportRequest,
+                   fp32_proto: Any) -> tuple[Any, bool, dict[str, Any]]:
         """Precision step: returns (model to save, compress weights to FP16?, details).
 
         INT8 is made from the FP32 graph just exported (``fp32_proto``, converted as ``ov_model``).

@@ -39,8 +39,9 @@ class TrtOptions:
     """Engine build settings (``volo-export --backend trt``) and the runner's plugin library."""
 
     # None: build it / the one next to the engine
-    plugin: Path | None = flag("--plugin", "prebuilt libvolo_outlook_plugin.so (default: build plugins/outlook_attention "
-                               "with CMake into a cache folder; needs TensorRT headers)", parse=Path)
+    plugin: Path | None = flag("--plugin", "prebuilt libvolo_outlook_plugin.so (default: build "
+                               "plugins/outlook_attention with CMake into a cache folder; needs TensorRT headers)",
+                               parse=Path)
     min_batch: int | None = flag("--min-batch", "profile min batch (--dynamic-batch)", parse=positive_int)
     opt_batch: int | None = flag("--opt-batch", "profile opt batch (--dynamic-batch)", parse=positive_int)
     max_batch: int | None = flag("--max-batch", "profile max batch (--dynamic-batch)", parse=positive_int)

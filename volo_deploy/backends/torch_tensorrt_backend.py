@@ -33,7 +33,8 @@ class TorchTrtOptions:
     """Compile settings and the runner's plugin library."""
 
     # None: build it / the one next to the artifact
-    plugin: Path | None = flag("--plugin", "prebuilt libvolo_outlook_plugin.so (default: build plugins/outlook_attention)",
+    plugin: Path | None = flag("--plugin",
+                               "prebuilt libvolo_outlook_plugin.so (default: build plugins/outlook_attention)",
                                parse=Path)
     max_batch: int | None = flag("--max-batch", "--dynamic-batch profile max (32)", parse=positive_int)
 
@@ -195,7 +196,8 @@ class TorchTensorRtBackend(Backend):
         gm, example = compile_model(model, request, options)
         torch_tensorrt.save(gm, str(staged / model_file), output_format="exported_program", arg_inputs=[example])
         engines = [n for n, _ in gm.named_children()]
-        return ExportArtifacts([PLUGIN_LIB], {**gpu, "torch_tensorrt": torch_tensorrt.__version__, "tensorrt": trt_engine.trt_version(),
+        return ExportArtifacts([PLUGIN_LIB], {
+                **gpu, "torch_tensorrt": torch_tensorrt.__version__, "tensorrt": trt_engine.trt_version(),
                 "outlook_form": op_form(), "trt_submodules": engines, "min_block_size": 1,
                 "torch_fallback_nodes": 0, "plugin_source": str(plugin),
                 "plugin_sha256": sha256_file(staged / PLUGIN_LIB)})
