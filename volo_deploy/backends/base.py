@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from volo_deploy.backends.precision import Precision
 from volo_deploy.errors import BackendUnavailable, BadInputError
 from volo_deploy.runtime import run_in_chunks  # noqa: F401  (re-exported: backends' runners use it)
 
@@ -96,7 +97,7 @@ class ExportRequest:
     """What every exporter needs, whatever the backend."""
 
     output_dir: Path
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     batch: int = 1
     dynamic_batch: bool = False
     opset: int = 18
@@ -135,7 +136,7 @@ class ExportArtifacts:
 @dataclass
 class ExportResult:
     backend: str
-    precision: str
+    precision: Precision
     output_dir: Path
     model_file: Path
     files: list[Path]
@@ -180,7 +181,7 @@ class Backend(ABC):
     """One deployment target: ``export`` writes artifacts, ``load`` gives a :class:`Runner`."""
 
     name: ClassVar[str] = ""
-    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    precisions: ClassVar[tuple[Precision, ...]] = ("fp32",)
     model_suffix: ClassVar[str] = ""
     Options: ClassVar[type | None] = None
 
