@@ -51,35 +51,37 @@ def backend_modules() -> list[str]:
     return [m for m in _ORDER if m in found] + [m for m in found if m not in _ORDER]
 
 
-def _load_builtin() -> None:
-    # Importing the modules registers the classes; none of them imports its runtime at import time.
+def _load_builtin() -> list[str]:
+    """Import every backend module (registering its class); the registered names in module order
+    (whatever order they were first imported in), then any registered elsewhere."""
     import importlib
 
-    for mod in backend_modules():
+    mods = backend_modules()
+    for mod in mods:  # none of them imports its runtime at import time
         importlib.import_module(f"volo_deploy.backends.{mod}")
+    rank = {f"volo_deploy.backends.{m}": i for i, m in enumerate(mods)}
+    return sorted(_REGISTRY, key=lambda n: rank.get(_REGISTRY[n].__module__, len(rank)))
 
 
 def backend_help() -> str:
     """``--backend`` help text: every registered name with its aliases."""
-    _load_builtin()
+    names = _load_builtin()
     aliases: dict[str, list[str]] = {}
     for alias, name in _ALIASES.items():
         aliases.setdefault(name, []).append(alias)
-    return " | ".join(f"{n} ({', '.join(aliases[n])})" if n in aliases else n for n in _REGISTRY)
+    return " | ".join(f"{n} ({', '.join(aliases[n])})" if n in aliases else n for n in names)
 
 
 def library_distributions() -> tuple[str, ...]:
     """``torch`` and every registered backend's distributions, in registry order, once each."""
-    _load_builtin()
     names = ["torch"]
-    for cls in _REGISTRY.values():
-        names += [d for d in cls.distributions if d not in names]
+    for backend in _load_builtin():
+        names += [d for d in _REGISTRY[backend].distributions if d not in names]
     return tuple(names)
 
 
 def backend_names() -> list[str]:
-    _load_builtin()
-    return list(_REGISTRY)
+    return _load_builtin()
 
 
 def get_backend(name: str) -> type["Backend"]:
