@@ -10,6 +10,7 @@ Public methods check inputs and time; subclasses override the ``_impl`` parts on
 
 from __future__ import annotations
 
+import functools
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -43,12 +44,17 @@ def register_backend(name: str, *aliases: str):
 _ORDER = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend", "torch_tensorrt_backend")
 
 
-def backend_modules() -> list[str]:
-    """The ``volo_deploy.backends.*_backend`` modules, built-ins first."""
+@functools.cache
+def _module_names() -> tuple[str, ...]:
     import pkgutil
 
     found = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.endswith("_backend"))
-    return [m for m in _ORDER if m in found] + [m for m in found if m not in _ORDER]
+    return tuple([m for m in _ORDER if m in found] + [m for m in found if m not in _ORDER])
+
+
+def backend_modules() -> list[str]:
+    """The ``volo_deploy.backends.*_backend`` modules, built-ins first."""
+    return list(_module_names())
 
 
 def _load_builtin() -> list[str]:
