@@ -86,7 +86,7 @@ def bench_code(data: Path, n: int, out: Path, extra: list[str]) -> str:
 def in_memory_code(data: Path, n: int) -> str:
     return (
         "import resource\nfrom volo_deploy.models import load_model\nfrom volo_deploy.harness.data import load_eval_set\n"
-        "from volo_deploy.export.pipeline import torch_logits\nimport torch\ntorch.set_num_threads(1)\n"
+        "from volo_deploy.export.validate import torch_logits\nimport torch\ntorch.set_num_threads(1)\n"
         "m, _ = load_model(None, None)\n"
         f"ev = load_eval_set(m.cfg, {str(data)!r}, {n}, progress=False)\nref = torch_logits(m, ev.x, batch=8)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"

@@ -104,7 +104,7 @@ def static_batch(proto, batch: int):
 def ort_session(proto, profile_dir: str | None = None):
     import onnxruntime as ort
 
-    from volo_deploy.backends.onnxruntime_backend import session_options
+    from volo_deploy.runtime import session_options
 
     so = session_options("fp32", log_severity=3)  # exact-math entries pinned; int8 models: float parts fp32
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # interleaved sessions: see onnx_vs_naive
@@ -120,7 +120,8 @@ def ov_compiled(model_or_proto, batch: int, precision: str = "fp32", perf: bool 
     import onnx
     import openvino as ov
 
-    from volo_deploy.backends.openvino_backend import executed_precision, inference_config
+    from volo_deploy.backends.openvino_backend import executed_precision
+    from volo_deploy.runtime import inference_config
     from volo_deploy.export.onnx_graph import inline_functions
 
     core = ov.Core()
@@ -177,7 +178,7 @@ def build_models(args) -> tuple:
     import onnx
 
     from volo_deploy.backends.base import ExportRequest
-    from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
+    from volo_deploy.export.onnx_graph import write_portable_onnx
     from volo_deploy.data.samples import synthetic_images
     from volo_deploy.data.transforms import EvalTransform
     from volo_deploy.models import create_model

@@ -40,7 +40,7 @@ elif source == "reference":
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
 else:  # "ours:<backend>"
     from volo_deploy.backends import ExportRequest
-    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.jobs.export import export_model
     from pathlib import Path
     res = export_model(source.split(":")[1], ExportRequest(output_dir=Path(out), dynamic_batch=True, force=True),
                        model_name=name, checkpoint=ckpt or None, n_validate=2, log=lambda *_: None)

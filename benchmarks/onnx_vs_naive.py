@@ -45,7 +45,7 @@ def main() -> None:
     ours = export_in_subprocess("ours:onnx", args.model, work / "ours", ckpt)
     naive, source = naive_onnx(args.model, work / "naive.onnx", ckpt, args.timm_python, args.naive_onnx)
 
-    from volo_deploy.backends.onnxruntime_backend import session_options
+    from volo_deploy.runtime import session_options
 
     so = session_options("fp32")  # exact-math session entries pinned
     # Idle intra-op threads of one session spin and steal the cores from the next session's

@@ -49,7 +49,7 @@ def main() -> None:
     naive, source = naive_onnx(args.model, work / "naive.onnx", ckpt, args.timm_python, args.naive_onnx)
 
     core = ov.Core()
-    from volo_deploy.backends.openvino_backend import inference_config
+    from volo_deploy.runtime import inference_config
 
     config = {"PERFORMANCE_HINT": "LATENCY", **inference_config("fp32")}  # true FP32 (bf16 by default on bf16 CPUs)
     if args.threads:

@@ -129,11 +129,10 @@ def main() -> None:
     import torch
 
     from volo_deploy.backends import ExportRequest
-    from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
+    from volo_deploy.export.onnx_graph import write_portable_onnx
     from volo_deploy.data.samples import validation_batch
     from volo_deploy.export import trt_surgery
-    from volo_deploy.export.pipeline import torch_logits
-    from volo_deploy.export.validate import compare_logits
+    from volo_deploy.export.validate import compare_logits, torch_logits
     from volo_deploy.machine import describe_machine, summary_line
     from volo_deploy.models import create_model, load_model
 

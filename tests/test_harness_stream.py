@@ -65,7 +65,7 @@ def _cfg(art: Path, **kw) -> BenchConfig:
 
 def test_streamed_figures_equal_the_in_memory_path(art, monkeypatch):
     from volo_deploy import machine
-    from volo_deploy.export.pipeline import torch_logits
+    from volo_deploy.export.validate import torch_logits
     from volo_deploy.harness.data import load_eval_set
     from volo_deploy.harness.evaljob import load_runner
     from volo_deploy.backends.base import run_in_chunks

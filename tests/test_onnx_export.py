@@ -14,8 +14,8 @@ from volo_deploy.backends import ExportRequest
 from volo_deploy.cli.export import main as export_cli
 from volo_deploy.errors import ValidationError
 from volo_deploy.export.onnx_graph import op_histogram
-from volo_deploy.export.pipeline import export_model, torch_logits
-from volo_deploy.export.validate import Tolerance
+from volo_deploy.export.validate import Tolerance, torch_logits
+from volo_deploy.jobs.export import export_model
 from volo_deploy.models import load_model
 
 

@@ -22,7 +22,8 @@ from volo_deploy.backends import ExportRequest, get_backend  # noqa: E402
 from volo_deploy.backends.openvino_backend import OpenVinoBackend, OvOptions, OvRunner  # noqa: E402
 from volo_deploy.cli.export import main as export_cli  # noqa: E402
 from volo_deploy.errors import BadInputError  # noqa: E402
-from volo_deploy.export.pipeline import export_model, run_batched, torch_logits  # noqa: E402
+from volo_deploy.export.validate import run_batched, torch_logits  # noqa: E402
+from volo_deploy.jobs.export import export_model  # noqa: E402
 from volo_deploy.models import load_model  # noqa: E402
 
 FP32_ATOL = 1e-4

@@ -128,7 +128,7 @@ def test_torch_backend_devices_and_precisions(monkeypatch, tmp_path) -> None:
 
 
 def test_torch_backend_export_and_load_fused_on_cpu(monkeypatch, tmp_path) -> None:
-    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.jobs.export import export_model
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     opts = TorchOptions(device="auto", form="fused")

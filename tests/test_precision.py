@@ -18,15 +18,12 @@ pytest.importorskip("openvino")
 
 from volo_deploy import machine  # noqa: E402
 from volo_deploy.backends import ExportRequest  # noqa: E402
-from volo_deploy.backends.onnxruntime_backend import (  # noqa: E402
-    BF16_FASTMATH,
-    EXACT_MATH_ENTRIES,
-    OnnxRuntimeBackend,
-    session_options,
-)
+from volo_deploy.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from volo_deploy.backends.openvino_backend import OpenVinoBackend, OvOptions, executed_precision  # noqa: E402
 from volo_deploy.errors import BackendUnavailable, BadInputError  # noqa: E402
-from volo_deploy.export.pipeline import export_model, torch_logits  # noqa: E402
+from volo_deploy.export.validate import torch_logits  # noqa: E402
+from volo_deploy.jobs.export import export_model  # noqa: E402
+from volo_deploy.runtime import BF16_FASTMATH, EXACT_MATH_ENTRIES, session_options  # noqa: E402
 
 FP32_ATOL = 1e-4
 ZEN4 = frozenset({"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"})

@@ -20,7 +20,7 @@ OUTLOOK_ATTRS = {"kernel_size": 3, "padding": 1, "stride": 2, "num_heads": 2}
 @pytest.fixture(scope="session")
 def demo_portable(tmp_path_factory) -> Path:
     """Portable ONNX of the bundled demo VOLO (one export shared with ``demo_trained``: same cache key)."""
-    from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
+    from volo_deploy.export.onnx_graph import write_portable_onnx
     from volo_deploy.models import load_model
 
     model, _ = load_model()
@@ -197,7 +197,7 @@ def demo_trained():
     """The bundled demo model, its digits validation images, FP32 PyTorch logits, portable ONNX (dynamic batch)."""
     from volo_deploy.data.samples import validation_batch
     from volo_deploy.export.onnx_graph import to_onnx_proto
-    from volo_deploy.export.pipeline import torch_logits
+    from volo_deploy.export.validate import torch_logits
     from volo_deploy.models import load_model
 
     model, _ = load_model()
@@ -319,7 +319,7 @@ def test_trt_export_measures_its_graph_and_fails_past_tolerance(tmp_path):
 
     from volo_deploy.backends.tensorrt_backend import TrtOptions
     from volo_deploy.errors import ValidationError
-    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.jobs.export import export_model
     from volo_deploy.export.validate import Tolerance
 
     def request(out):

@@ -200,8 +200,7 @@ def test_fp16_model_keeps_norms_and_heads_fp32():
 
     from volo_deploy.backends.torch_tensorrt_backend import half_keeping_norms_fp32, op_form
     from volo_deploy.data.samples import validation_batch
-    from volo_deploy.export.pipeline import torch_logits
-    from volo_deploy.export.validate import compare_logits
+    from volo_deploy.export.validate import compare_logits, torch_logits
     from volo_deploy.models import load_model, set_outlook_form
 
     model, _ = load_model()
@@ -236,7 +235,7 @@ def test_compile_save_load_demo(tmp_path, precision):
 
     from volo_deploy.backends import ExportRequest
     from volo_deploy.backends.torch_tensorrt_backend import TorchTensorRtBackend, TorchTrtOptions
-    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.jobs.export import export_model
 
     req = ExportRequest(output_dir=tmp_path, precision=precision, dynamic_batch=True,
                         options=TorchTrtOptions(max_batch=8))

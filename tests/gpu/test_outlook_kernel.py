@@ -196,7 +196,7 @@ def test_fused_model_on_cuda_matches_reference(kernel: OutlookKernel, compile_mo
 def test_torch_backend_fp16_on_cuda(tmp_path) -> None:
     from volo_deploy.backends.base import ExportRequest
     from volo_deploy.backends.torch_backend import TorchBackend, TorchOptions
-    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.jobs.export import export_model
 
     opts = TorchOptions(device="cuda")
     result = export_model("torch", ExportRequest(output_dir=tmp_path / "t", precision="fp16", options=opts),

@@ -1,24 +1,27 @@
 """Backend interface and registry.
 
 A backend couples an exporter (PyTorch VOLO -> artifact files) and a runner
-(artifact -> logits). Adding one means subclassing :class:`Backend` and decorating it
-with :func:`register_backend`; nothing else changes. Public methods check inputs and
-time; subclasses override the ``_impl`` parts only.
+(artifact -> logits). Adding one means one module ``volo_deploy/backends/<name>_backend.py``
+with a :class:`Backend` subclass decorated with :func:`register_backend`: the registry finds
+the module, its ``Options`` dataclass fields marked with :func:`volo_deploy.options.flag` become
+``volo-export`` flags, its ``distributions`` go into the manifests' library versions.
+Public methods check inputs and time; subclasses override the ``_impl`` parts only.
 """
 
 from __future__ import annotations
 
-import argparse
+import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from volo_deploy.backends.precision import Precision
 from volo_deploy.errors import BackendUnavailable, BadInputError
+from volo_deploy.runtime import run_in_chunks  # noqa: F401  (re-exported: backends' runners use it)
 
 _REGISTRY: dict[str, type["Backend"]] = {}
 _ALIASES: dict[str, str] = {}
@@ -37,21 +40,54 @@ def register_backend(name: str, *aliases: str):
     return wrap
 
 
-BUILTIN_MODULES = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend",
-                   "torch_tensorrt_backend")
+#: Listing order of the built-in backends (the demo table's row order); other modules follow by name.
+_ORDER = ("torch_backend", "onnxruntime_backend", "openvino_backend", "tensorrt_backend", "torch_tensorrt_backend")
 
 
-def _load_builtin() -> None:
-    # Importing the modules registers the classes; none of them imports its runtime at import time.
+@functools.cache
+def _module_names() -> tuple[str, ...]:
+    import pkgutil
+
+    found = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.endswith("_backend"))
+    return tuple([m for m in _ORDER if m in found] + [m for m in found if m not in _ORDER])
+
+
+def backend_modules() -> list[str]:
+    """The ``volo_deploy.backends.*_backend`` modules, built-ins first."""
+    return list(_module_names())
+
+
+def _load_builtin() -> list[str]:
+    """Import every backend module (registering its class); the registered names in module order
+    (whatever order they were first imported in), then any registered elsewhere."""
     import importlib
 
-    for mod in BUILTIN_MODULES:
+    mods = backend_modules()
+    for mod in mods:  # none of them imports its runtime at import time
         importlib.import_module(f"volo_deploy.backends.{mod}")
+    rank = {f"volo_deploy.backends.{m}": i for i, m in enumerate(mods)}
+    return sorted(_REGISTRY, key=lambda n: rank.get(_REGISTRY[n].__module__, len(rank)))
+
+
+def backend_help() -> str:
+    """``--backend`` help text: every registered name with its aliases."""
+    names = _load_builtin()
+    aliases: dict[str, list[str]] = {}
+    for alias, name in _ALIASES.items():
+        aliases.setdefault(name, []).append(alias)
+    return " | ".join(f"{n} ({', '.join(aliases[n])})" if n in aliases else n for n in names)
+
+
+def library_distributions() -> tuple[str, ...]:
+    """``torch`` and every registered backend's distributions, in registry order, once each."""
+    names = ["torch"]
+    for backend in _load_builtin():
+        names += [d for d in _REGISTRY[backend].distributions if d not in names]
+    return tuple(names)
 
 
 def backend_names() -> list[str]:
-    _load_builtin()
-    return list(_REGISTRY)
+    return _load_builtin()
 
 
 def get_backend(name: str) -> type["Backend"]:
@@ -69,7 +105,7 @@ class ExportRequest:
     """What every exporter needs, whatever the backend."""
 
     output_dir: Path
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     batch: int = 1
     dynamic_batch: bool = False
     opset: int = 18
@@ -84,10 +120,31 @@ class ExportRequest:
     tolerance: Any = None  # volo_deploy.export.validate.Tolerance (None: the precision's default)
 
 
+@dataclass(frozen=True)
+class Validate:
+    """Validate the artifact against FP32 PyTorch right after it is written (the default)."""
+
+
+@dataclass(frozen=True)
+class Skip:
+    """No validation here, and why (e.g. nothing runnable is built on this machine)."""
+
+    reason: str
+
+
+@dataclass
+class ExportArtifacts:
+    """What :meth:`Backend.export_impl` wrote next to the main file, and details for the manifest."""
+
+    files: list[str] = field(default_factory=list)  # extra files, names relative to the staging folder
+    details: dict[str, Any] = field(default_factory=dict)
+    validation: Validate | Skip = field(default_factory=Validate)
+
+
 @dataclass
 class ExportResult:
     backend: str
-    precision: str
+    precision: Precision
     output_dir: Path
     model_file: Path
     files: list[Path]
@@ -96,29 +153,6 @@ class ExportResult:
     export_seconds: float
     details: dict[str, Any] = field(default_factory=dict)
     executed_precision: str | None = None  # what the runtime reported it computes in (None: not validated)
-
-
-def run_in_chunks(
-    run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, chunk: int, pad: bool = False, desc: str | None = None
-) -> np.ndarray:
-    """``run`` over ``x`` in chunks of ``chunk`` images, outputs concatenated.
-
-    ``pad``: the model has a fixed batch of ``chunk``, so the last, shorter chunk is padded by
-    repeating its last image and only its real outputs are kept. ``desc`` shows a progress bar.
-    """
-    starts: Iterable[int] = range(0, len(x), chunk)
-    if desc is not None:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-    outs = []
-    for i in starts:
-        part = x[i : i + chunk]
-        n = len(part)
-        if pad and n < chunk:
-            part = np.concatenate([part, np.repeat(part[-1:], chunk - n, axis=0)])
-        outs.append(np.asarray(run(part))[:n])
-    return np.concatenate(outs)
 
 
 class Runner(ABC):
@@ -155,12 +189,13 @@ class Backend(ABC):
     """One deployment target: ``export`` writes artifacts, ``load`` gives a :class:`Runner`."""
 
     name: ClassVar[str] = ""
-    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    precisions: ClassVar[tuple[Precision, ...]] = ("fp32",)
     model_suffix: ClassVar[str] = ""
     Options: ClassVar[type | None] = None
 
     requires: ClassVar[tuple[str, ...]] = ()  # importable modules the runtime needs
     extra: ClassVar[str] = ""  # the pip extra that installs them
+    distributions: ClassVar[tuple[str, ...]] = ()  # installed distributions whose versions manifests record
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -177,14 +212,6 @@ class Backend(ABC):
         reason = cls.unavailable_reason()
         if reason:
             raise BackendUnavailable(f"backend {cls.name}: unavailable: {reason}")
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add this backend's own ``volo-export`` flags (none by default)."""
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> Any:
-        return None
 
     def model_filename(self, model_name: str, request: ExportRequest) -> str:
         """Name of the main artifact file (what the runner loads) for ``request``."""
@@ -207,11 +234,9 @@ class Backend(ABC):
             raise BackendUnavailable(f"backend {self.name}: {precision} unavailable here: {reason}")
 
     @abstractmethod
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
-        """Write the artifact(s) into ``staged`` (``model_file`` first); return details for the manifest.
-
-        Extra files must be listed under ``details["extra_files"]`` (names relative to ``staged``).
-        """
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
+        """Write the artifact(s) into ``staged`` (``model_file`` first); return the extra files written,
+        the manifest details and whether to validate."""
 
     @abstractmethod
     def load(self, artifact: Path, options: Any = None) -> Runner:

@@ -4,12 +4,12 @@ Precision: the session options that change the math are pinned (:func:`session_o
 onnxruntime's CPU provider has no bf16 kernels on x86; its only bf16 path is MLAS's GEMM
 "fast math" on ARM64 (``mlas.enable_gemm_fastmath_arm64_bfloat16``: fp32 MatMul/Gemm computed
 with bf16 multiplies), which ``bf16`` uses on ARM64 CPUs with bf16 and every other precision
-pins off. That ARM path is configured and tested by its session entries only (no ARM CPU here).
+pins off (:mod:`volo_deploy.runtime`). That ARM path is configured and tested by its session
+entries only (no ARM CPU here).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import platform
 from dataclasses import dataclass, replace
@@ -18,90 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, Runner, register_backend
 from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
-from volo_deploy.errors import BadInputError, ExportError
+from volo_deploy.errors import BadInputError
+from volo_deploy.options import flag
+from volo_deploy.runtime import ARM64, EXACT_MATH_ENTRIES, session_float_precision, session_options
 
 log = logging.getLogger(__name__)
-BF16_FASTMATH = "mlas.enable_gemm_fastmath_arm64_bfloat16"
-# Session entries that change results, each pinned to its exact-math value (onnxruntime's
-# onnxruntime_session_options_config_keys.h): the ARM64 bf16 GEMM fast math, the tanh GELU
-# approximation fusion, and flush-to-zero / denormals-as-zero.
-EXACT_MATH_ENTRIES = {
-    BF16_FASTMATH: "0",
-    "optimization.enable_gelu_approximation": "0",
-    "session.set_denormal_as_zero": "0",
-}
-ARM64 = ("aarch64", "arm64")
-
-
-def session_options(precision: str = "fp32", threads: int | None = None, log_severity: int | None = None):
-    """``ort.SessionOptions`` that compute ``precision`` as it says: exact-math entries pinned,
-    bf16 GEMM fast math on only for ``bf16`` (ARM64)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        so.intra_op_num_threads = threads
-    if log_severity is not None:
-        so.log_severity_level = log_severity
-    for key, value in EXACT_MATH_ENTRIES.items():
-        so.add_session_config_entry(key, "1" if key == BF16_FASTMATH and precision == "bf16" else value)
-    return so
-
-
-def session_float_precision(sess) -> str:
-    """The float precision a session's GEMMs run in, read back from its options."""
-    fast = sess.get_session_options().get_session_config_entry(BF16_FASTMATH) == "1"
-    return "bf16" if fast and platform.machine().lower() in ARM64 else "fp32"
 
 
 @dataclass(frozen=True)
 class OrtOptions:
     """Runtime settings of an ONNX Runtime session."""
 
-    threads: int | None = None
+    threads: int | None = flag("--threads", "onnxruntime intra-op threads for validation", parse=int)
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     precision: str | None = None  # None: the model's own (its volo.precision metadata), else fp32
-
-
-def onnx_metadata(model, request: ExportRequest) -> dict[str, str]:
-    from volo_deploy import __version__
-
-    cfg = model.cfg
-    return {
-        "volo.variant": cfg.name,
-        "volo.input_size": f"3x{cfg.img_size}x{cfg.img_size}",
-        "volo.mean": ",".join(f"{m:g}" for m in cfg.mean),
-        "volo.std": ",".join(f"{s:g}" for s in cfg.std),
-        "volo.crop_pct": f"{cfg.crop_pct:g}",
-        "volo.interpolation": "bicubic",
-        "volo.num_classes": str(cfg.num_classes),
-        "volo.checkpoint_sha256": request.checkpoint_sha256,
-        "volo.precision": request.precision,
-        "volo_deploy.version": __version__,
-    }
-
-
-def write_portable_onnx(model, request: ExportRequest, path: Path) -> dict[str, Any]:
-    """Export, check and save the portable ONNX; returns manifest details."""
-    import onnx
-
-    from volo_deploy.export.onnx_graph import op_histogram, to_onnx_proto
-
-    proto = to_onnx_proto(model, request.batch, request.dynamic_batch, request.opset)
-    hist = op_histogram(proto)
-    if any(k.endswith("Col2Im") for k in hist):
-        raise ExportError("internal: Col2Im found in the exported graph")
-    for k, v in onnx_metadata(model, request).items():
-        proto.metadata_props.add(key=k, value=v)
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"exported ONNX fails onnx.checker: {exc}") from None
-    onnx.save_model(proto, str(path))
-    return {"op_histogram": hist, "outlook_form": "slice", "outlook_nodes": hist.get("volo.OutlookAttention", 0)}
 
 
 class OrtRunner(Runner):
@@ -144,14 +76,7 @@ class OnnxRuntimeBackend(Backend):
 
     requires = ("onnx", "onnxscript", "onnxruntime")
     extra = "onnx"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads for validation")
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> OrtOptions:
-        return OrtOptions(threads=getattr(args, "threads", None))
+    distributions = ("onnx", "onnxruntime")
 
     @classmethod
     def precision_unavailable_reason(cls, precision: str) -> str | None:
@@ -167,20 +92,23 @@ class OnnxRuntimeBackend(Backend):
     def validation_options(self, request: ExportRequest) -> OrtOptions:
         return replace(request.options or OrtOptions(), precision=request.precision)
 
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
-        details = write_portable_onnx(model, request, staged / model_file)
-        so = session_options(request.precision)
-        details["session_config"] = {k: so.get_session_config_entry(k) for k in EXACT_MATH_ENTRIES}
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
+        from volo_deploy.export.onnx_graph import portable_onnx, write_portable_onnx
+
         if request.precision == "int8":  # Q/DQ ONNX (explicit quantization), profile "onnxruntime"
             import onnx
 
             from volo_deploy.quant.export import quantize_for_export
 
-            fp32 = onnx.load(str(staged / model_file))
+            fp32, details = portable_onnx(model, request)
             qproto, qdetails = quantize_for_export(model, request, "onnxruntime", fp32_proto=fp32)
             onnx.save_model(qproto, str(staged / model_file))
             details.update(qdetails)
-        return details  # file hashes: the manifest's "files" list
+        else:
+            _, details = write_portable_onnx(model, request, staged / model_file)
+        so = session_options(request.precision)
+        details["session_config"] = {k: so.get_session_config_entry(k) for k in EXACT_MATH_ENTRIES}
+        return ExportArtifacts(details=details)  # file hashes: the manifest's "files" list
 
     def load(self, artifact: Path, options: Any = None) -> Runner:
         self.require()

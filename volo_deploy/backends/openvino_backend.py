@@ -14,42 +14,16 @@ numbers on every CPU; ``bf16`` compiles with ``bf16`` and only where the CPU has
 (:func:`volo_deploy.machine.has_bf16`). The runner reads the hint back from the compiled model
 (:attr:`OvRunner.executed_precision`) and refuses a model that computes otherwise.
 
-Decision (measured on the 2-core AVX2 dev box, shared and heavily loaded, VOLO-D1 224,
-batch 1, FP32, OpenVINO 2026.4 CPU, LATENCY hint, 15 interleaved runs, median; the
-naive graph is timm -> dynamo ONNX with 4 Col2Im)::
-
-    path / outlook form        median ms   vs naive   max |diff| vs PyTorch FP32
-    naive timm ONNX               894.9     1.000      3.6e-06
-    ONNX inlined / slice          852.8     0.953      3.3e-06   <- chosen
-    ONNX inlined / conv           946.2     1.057      3.3e-06
-    ONNX inlined / reference      911.8     1.019      3.3e-06   (Col2Im)
-    PyTorch direct / slice        899.7     1.005      3.3e-06
-    PyTorch direct / slice (*)    863.9     0.965      3.3e-06
-    PyTorch direct / reference   1012.8     1.132      3.3e-06
-    PyTorch direct / conv         948.0     1.059      3.3e-06
-    (*) with the export-friendly layers (2-D Gemm, spelled-out GELU)
-
-All are exact; the inlined ONNX with the ``slice`` form is the fastest, and it is the
-same graph (and metadata) as the onnxruntime artifact, so it is the default. As in
-REFERENCE.md, the ``conv`` form is the slowest on OpenVINO. Absolute times are ~6x
-REFERENCE's because of the load (load average 10 on 2 cores); ratios are what count.
-The outlook form is an export option (``--outlook-form``). Per-op profiles: ~65% of
-the time is FullyConnected + the stem convolutions, identical in every variant, which
-bounds what a graph form can win (the naive graph loses ~8% to Transposes, Col2Im
-and Gather).
-
-``benchmarks/openvino_vs_naive.py`` (same box, naive = timm -> dynamo ONNX, 12
-interleaved runs): batch 1 538.6 vs 569.0 ms = 0.947x, batch 8 4078.5 vs 4215.8 ms =
-0.967x. The 0.8x target is NOT met in exact FP32: no exact graph form changes the
-FullyConnected and convolution work that dominates.
-
-INT8 hook: :meth:`OpenVinoBackend.prepare_ir` turns the converted model into what is
-saved; the quantization issue adds ``"int8"`` to ``precisions`` and a branch there.
+The graph is the inlined portable ONNX with the ``slice`` outlook form by default: it is the same
+graph (and metadata) as the onnxruntime artifact, exact, and was the fastest exact form measured
+(VOLO-D1 224, batch 1, FP32, OpenVINO 2026.4 CPU: slice 0.95x, conv 1.06x the naive timm graph's
+latency; ``benchmarks/openvino_vs_naive.py`` measures slice against naive). The
+outlook form is an export option (``--outlook-form``); INT8 is built from the FP32 graph of that
+form (:mod:`volo_deploy.backends.openvino_int8`).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -59,22 +33,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, Runner, register_backend
 from volo_deploy.backends.precision import bf16_unavailable_reason, executed_name, int8_weights_warning
 from volo_deploy.errors import BackendUnavailable, BadInputError, ExportError
+from volo_deploy.options import flag
+from volo_deploy.runtime import INFERENCE_PRECISION, inference_config
 
 log = logging.getLogger(__name__)
 HINTS = ("latency", "throughput")
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 OUTLOOK_FORMS = ("slice", "conv", "reference")
-#: Our precision -> the ``INFERENCE_PRECISION_HINT`` every compile of it pins.
-INFERENCE_PRECISION = {"fp32": "f32", "fp16": "f32", "bf16": "bf16", "int8": "f32"}
 _OV_TYPE_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
-
-
-def inference_config(precision: str = "fp32") -> dict[str, str]:
-    """The compile properties that fix what ``precision`` computes in, on any device."""
-    return {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISION[precision]}
 
 
 def rt_info(ov_model: Any, name: str) -> str | None:
@@ -116,12 +85,13 @@ class OvOptions:
     ``precision``: what a loaded IR is compiled for (``None``: what it was exported as).
     """
 
-    device: str = "CPU"
-    hint: str = "latency"
-    streams: int | None = None
-    threads: int | None = None
+    device: str = flag("--device", "OpenVINO device for validation: CPU (default), GPU, AUTO", "CPU")
+    hint: str = flag("--hint", "performance hint (default latency)", "latency", choices=HINTS)
+    streams: int | None = flag("--streams", "number of streams (default: the hint's)", parse=int)
+    threads: int | None = flag("--threads", "inference threads (default: all cores)", parse=int)
     requests: int | None = None
-    outlook_form: str = "slice"
+    outlook_form: str = flag("--outlook-form", "outlook-attention graph form (default slice)", "slice",
+                             choices=OUTLOOK_FORMS)
     precision: str | None = None
 
     def compile_config(self, precision: str = "fp32") -> dict[str, str]:
@@ -261,28 +231,32 @@ class OvRunner(Runner):
         self.compiled = None
 
 
-def convert_portable_onnx(model, request: ExportRequest, form: str, work: Path) -> tuple[Any, dict[str, Any]]:
-    """Our portable ONNX (outlook ``form``), inlined, as an ``ov.Model``; plus manifest details."""
+def convert_portable_onnx(model, request: ExportRequest, form: str, work: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """Our portable ONNX (outlook ``form``, with its metadata) and its inlined conversion to an
+    ``ov.Model``; plus manifest details."""
     import onnx
     import openvino as ov
 
-    from volo_deploy.backends.onnxruntime_backend import onnx_metadata
-    from volo_deploy.export.onnx_graph import inline_functions, op_histogram, to_onnx_proto
+    from volo_deploy.backends.openvino_int8 import set_volo_rt_info
+    from volo_deploy.export.onnx_graph import inline_functions, onnx_metadata, op_histogram, to_onnx_proto
 
-    proto = inline_functions(to_onnx_proto(model, request.batch, request.dynamic_batch, request.opset, form=form))
-    hist = op_histogram(proto)
+    proto = to_onnx_proto(model, request.batch, request.dynamic_batch, request.opset, form=form)
+    meta = onnx_metadata(model, request)
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    inlined = inline_functions(proto)
+    hist = op_histogram(inlined)
     leftover = sorted(k for k in hist if "." in k)
     if leftover:
         raise ExportError(f"internal: custom-domain ops left after inlining: {leftover}")
     tmp = work / ".portable_inlined.onnx"
-    onnx.save_model(proto, str(tmp))
+    onnx.save_model(inlined, str(tmp))
     try:
         ov_model = ov.convert_model(str(tmp))
     finally:
         tmp.unlink(missing_ok=True)
-    for key, value in onnx_metadata(model, request).items():
-        ov_model.set_rt_info(value, ["volo_deploy", key.replace(".", "_")])
-    return ov_model, {"onnx_op_histogram": hist}
+    set_volo_rt_info(ov_model, meta)
+    return proto, ov_model, {"onnx_op_histogram": hist}
 
 
 @register_backend("openvino", "ov")
@@ -295,29 +269,7 @@ class OpenVinoBackend(Backend):
 
     requires = ("onnx", "onnxscript", "openvino")
     extra = "openvino"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--device", default="CPU", help="OpenVINO device for validation: CPU (default), GPU, AUTO")
-        parser.add_argument("--hint", choices=HINTS, default="latency", help="performance hint (default latency)")
-        parser.add_argument("--streams", type=int, default=None, help="number of streams (default: the hint's)")
-        parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
-        parser.add_argument(
-            "--outlook-form",
-            choices=OUTLOOK_FORMS,
-            default="slice",
-            help="outlook-attention graph form (default slice)",
-        )
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> OvOptions:
-        return OvOptions(
-            device=args.device,
-            hint=args.hint,
-            streams=args.streams,
-            threads=args.threads,
-            outlook_form=args.outlook_form,
-        )
+    distributions = ("openvino", "nncf")
 
     @classmethod
     def precision_unavailable_reason(cls, precision: str) -> str | None:
@@ -334,10 +286,11 @@ class OpenVinoBackend(Backend):
 
         check_device(ov.Core(), opts.device)  # fail before the (slow) export, not after it
 
-    def prepare_ir(self, ov_model: Any, model, request: ExportRequest) -> tuple[Any, bool, dict[str, Any]]:
+    def prepare_ir(self, ov_model: Any, model, request: ExportRequest,
+                   fp32_proto: Any) -> tuple[Any, bool, dict[str, Any]]:
         """Precision step: returns (model to save, compress weights to FP16?, details).
 
-        The INT8 hook: quantize ``ov_model`` here (NNCF) when ``request.precision == "int8"``.
+        INT8 is made from the FP32 graph just exported (``fp32_proto``, converted as ``ov_model``).
         """
         hint = {"inference_precision_hint": INFERENCE_PRECISION.get(request.precision)}
         if request.precision in ("fp32", "bf16"):  # bf16: FP32 weights, converted by the plugin at compile time
@@ -345,32 +298,31 @@ class OpenVinoBackend(Backend):
         if request.precision == "fp16":
             return ov_model, True, {"weights": "fp16 (compress_to_fp16), computed in fp32", **hint}
         if request.precision == "int8":  # volo_deploy.quant: Q/DQ ONNX (profile "openvino") or NNCF
-            from volo_deploy.quant.export import openvino_int8_model
+            from volo_deploy.backends.openvino_int8 import openvino_int8_model
 
-            q_model, qdetails = openvino_int8_model(model, request, fp32_ov_model=ov_model)
+            q_model, qdetails = openvino_int8_model(model, request, fp32_proto, ov_model)
             return q_model, False, {"weights": "int8 (Q/DQ -> FakeQuantize)", **hint, **qdetails}
         raise BadInputError(f"backend openvino supports {', '.join(self.precisions)}, not {request.precision}")
 
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
         import openvino as ov
 
         opts = request.options or OvOptions()
-        ov_model, details = convert_portable_onnx(model, request, opts.outlook_form, staged)
-        ov_model, compress, prec = self.prepare_ir(ov_model, model, request)
+        proto, ov_model, details = convert_portable_onnx(model, request, opts.outlook_form, staged)
+        ov_model, compress, prec = self.prepare_ir(ov_model, model, request, proto)
         xml = staged / model_file
         ov.save_model(ov_model, str(xml), compress_to_fp16=compress)
         ops: dict[str, int] = {}
         for op in ov_model.get_ordered_ops():
             ops[op.get_type_name()] = ops.get(op.get_type_name(), 0) + 1
-        return {
+        return ExportArtifacts([xml.with_suffix(".bin").name], {
             **details,
             **prec,
             "conversion": "portable ONNX, local functions inlined -> ov.convert_model",
             "outlook_form": opts.outlook_form,
             "ov_op_histogram": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
             "openvino_version": ov.get_version(),
-            "extra_files": [xml.with_suffix(".bin").name],
-        }
+        })
 
     def load(self, artifact: Path, options: Any = None) -> OvRunner:
         self.require()

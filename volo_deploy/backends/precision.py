@@ -8,7 +8,15 @@ quantized, FP32 elsewhere.
 
 from __future__ import annotations
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from typing import Literal, get_args
+
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+
+def precision_from_flags(*, fp16: bool = False, bf16: bool = False, int8: bool = False) -> Precision:
+    """The precision ``volo-export``'s (mutually exclusive) ``--fp16`` / ``--bf16`` / ``--int8`` select."""
+    return "int8" if int8 else "fp16" if fp16 else "bf16" if bf16 else "fp32"
 
 
 def bf16_unavailable_reason() -> str | None:

@@ -8,19 +8,17 @@ the plugin-form ONNX, the plugin sources, ``build_engine.sh`` (CMake plugin buil
 line), ``infer.py``, ``bench_engine.sh``, DeepStream and Triton configs; it needs neither TensorRT nor a GPU.
 
 INT8 hook (:func:`quantize_for_tensorrt`): ``volo_deploy.quant.quantize_for_export(model, request,
-"tensorrt", fp32_proto=...)`` turns the portable ONNX into a Q/DQ ONNX (profile ``tensorrt``:
+"tensorrt", fp32_proto)`` turns the portable ONNX into a Q/DQ ONNX (profile ``tensorrt``:
 symmetric INT8, zero points 0, QuantizeLinear/DequantizeLinear on the inputs of
 Conv/MatMul/Gemm, float bias; ``volo.OutlookAttention`` nodes left as they are, in float between
 DQ and Q; :mod:`volo_deploy.export.trt_prepare` then casts each to FP16), calibrated on
-``--calib-data``, and returns ``(proto, manifest details)``. Without it
-the export stops with "INT8 for TensorRT needs the quantizer (not installed in this version)".
+``--calib-data``, and returns ``(proto, manifest details)``.
 
 ``tensorrt`` and ``torch.cuda`` are used inside functions only: this module imports anywhere.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, Runner, Skip, register_backend
 from volo_deploy.errors import BackendUnavailable, BadInputError
+from volo_deploy.options import flag, positive_int
 
 NOT_INSTALLED = "TensorRT is not installed (pip install tensorrt / JetPack)"
 DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32
@@ -39,14 +38,23 @@ DEFAULT_MIN_BATCH, DEFAULT_OPT_BATCH, DEFAULT_MAX_BATCH = 1, 8, 32
 class TrtOptions:
     """Engine build settings (``volo-export --backend trt``) and the runner's plugin library."""
 
-    plugin: Path | None = None  # prebuilt libvolo_outlook_plugin.so; None: build it / the one next to the engine
-    min_batch: int | None = None
-    opt_batch: int | None = None
-    max_batch: int | None = None
-    workspace_mib: int | None = None  # None: TensorRT's default (the device memory)
-    timing_cache: Path | None = None
-    emit_only: bool = False
-    target_trt: str | None = None  # --emit-only: TensorRT version on the target (checked: >= 10.0)
+    # None: build it / the one next to the engine
+    plugin: Path | None = flag("--plugin", "prebuilt libvolo_outlook_plugin.so (default: build "
+                               "plugins/outlook_attention with CMake into a cache folder; needs TensorRT headers)",
+                               parse=Path)
+    min_batch: int | None = flag("--min-batch", "profile min batch (--dynamic-batch)", parse=positive_int)
+    opt_batch: int | None = flag("--opt-batch", "profile opt batch (--dynamic-batch)", parse=positive_int)
+    max_batch: int | None = flag("--max-batch", "profile max batch (--dynamic-batch)", parse=positive_int)
+    # None: TensorRT's default (the device memory)
+    workspace_mib: int | None = flag("--workspace", "builder workspace limit in MiB (default: TensorRT's)",
+                                     parse=positive_int, metavar="MIB")
+    timing_cache: Path | None = flag("--timing-cache", "timing cache file (read and updated)", parse=Path)
+    emit_only: bool = flag("--emit-only", "no engine: write a deployment bundle for the target (plugin-form ONNX, "
+                           "plugin sources, build_engine.sh, infer.py, DeepStream/Triton configs; no TensorRT or GPU)",
+                           False)
+    # checked: >= 10.0
+    target_trt: str | None = flag("--target-trt", "--emit-only: TensorRT version of the target (e.g. 10.3 for "
+                                  "JetPack 6); refused below 10.0 (JetPack 5)", metavar="VERSION")
 
 
 def _tensorrt_missing() -> bool:
@@ -67,15 +75,11 @@ def installed_trt_version() -> str:
     return str(tensorrt.__version__)
 
 
-def quantize_for_tensorrt(model, request: ExportRequest, src: Path, dst: Path) -> dict[str, Any]:
-    """Q/DQ ONNX for TensorRT from the portable ONNX ``src``, written to ``dst`` (the INT8 hook)."""
-    import onnx
+def quantize_for_tensorrt(model, request: ExportRequest, fp32_proto) -> tuple[Any, dict[str, Any]]:
+    """Q/DQ ONNX for TensorRT from the portable FP32 ONNX ``fp32_proto`` (the INT8 hook)."""
+    from volo_deploy.quant.export import quantize_for_export
 
-    from volo_deploy.quant import quantize_for_export
-
-    proto, details = quantize_for_export(model, request, "tensorrt", fp32_proto=onnx.load(str(src)))
-    onnx.save_model(proto, str(dst))
-    return details
+    return quantize_for_export(model, request, "tensorrt", fp32_proto=fp32_proto)
 
 
 def _check_target_trt(version: str) -> None:
@@ -188,6 +192,7 @@ class TensorRtBackend(Backend):
     precisions = ("fp32", "fp16", "int8")
     model_suffix = ".engine"
     Options = TrtOptions
+    distributions = ("tensorrt",)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -206,39 +211,6 @@ class TensorRtBackend(Backend):
         if not torch.cuda.is_available():
             return "no CUDA GPU visible (torch.cuda.is_available() is False)"
         return None
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from volo_deploy.cli.common import positive_int
-
-        parser.add_argument("--plugin", type=Path, default=None,
-                            help="prebuilt libvolo_outlook_plugin.so (default: build plugins/outlook_attention with "
-                                 "CMake into a cache folder; needs TensorRT headers)")
-        parser.add_argument("--min-batch", type=positive_int, default=None, help="profile min batch (--dynamic-batch)")
-        parser.add_argument("--opt-batch", type=positive_int, default=None, help="profile opt batch (--dynamic-batch)")
-        parser.add_argument("--max-batch", type=positive_int, default=None, help="profile max batch (--dynamic-batch)")
-        parser.add_argument("--workspace", type=positive_int, default=None, metavar="MIB",
-                            help="builder workspace limit in MiB (default: TensorRT's)")
-        parser.add_argument("--timing-cache", type=Path, default=None, help="timing cache file (read and updated)")
-        parser.add_argument("--emit-only", action="store_true",
-                            help="no engine: write a deployment bundle for the target (plugin-form ONNX, plugin "
-                                 "sources, build_engine.sh, infer.py, DeepStream/Triton configs; no TensorRT or GPU)")
-        parser.add_argument("--target-trt", default=None, metavar="VERSION",
-                            help="--emit-only: TensorRT version of the target (e.g. 10.3 for JetPack 6); "
-                                 "refused below 10.0 (JetPack 5)")
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> TrtOptions:
-        return TrtOptions(
-            plugin=args.plugin,
-            min_batch=args.min_batch,
-            opt_batch=args.opt_batch,
-            max_batch=args.max_batch,
-            workspace_mib=args.workspace,
-            timing_cache=args.timing_cache,
-            emit_only=args.emit_only,
-            target_trt=args.target_trt,
-        )
 
     def check_request(self, request: ExportRequest) -> None:
         """Emit-only needs nothing here; a build needs TensorRT and a GPU."""
@@ -264,25 +236,30 @@ class TensorRtBackend(Backend):
             return _trt_onnx_name(model_name, request.precision)
         return _engine_name(model_name, request.precision)
 
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
-        import onnx
-
-        from volo_deploy.artifacts import sha256_file
-        from volo_deploy.backends.onnxruntime_backend import write_portable_onnx
-        from volo_deploy.export import trt_engine, trt_prepare, trt_surgery
-
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
+        """The plugin-form ONNX, then either the engine (a build) or the deployment bundle (emit-only)."""
         options = request.options or TrtOptions()
         profile = batch_profile(request, options)
-        img = model.cfg.img_size
-        work = staged / ".work"
-        work.mkdir()
-        portable = work / "portable.onnx"
-        details: dict[str, Any] = write_portable_onnx(model, request, portable)
+        onnx_name, details = self.write_trt_onnx(model, request, staged)
+        details["batch_profile"] = {"min": profile.min, "opt": profile.opt, "max": profile.max,
+                                    "dynamic": profile.dynamic}
+        step = self.emit_bundle if options.emit_only else self.build
+        out = step(model, request, options, profile, staged, onnx_name, model_file)
+        out.details = {**details, **out.details}
+        return out
+
+    def write_trt_onnx(self, model, request: ExportRequest, staged: Path) -> tuple[str, dict[str, Any]]:
+        """Portable ONNX (INT8: its Q/DQ form) -> measured precision graph -> plugin form, saved once."""
+        import onnx
+
+        from volo_deploy.export import trt_prepare, trt_surgery
+        from volo_deploy.export.onnx_graph import portable_onnx
+
+        proto, details = portable_onnx(model, request)
         if request.precision == "int8":
-            qdq = work / "qdq.onnx"
-            details.update(quantize_for_tensorrt(model, request, portable, qdq))
-            portable = qdq
-        proto, prepared = trt_prepare.prepare_trt_onnx(model, request, onnx.load(str(portable)), work)
+            proto, qdetails = quantize_for_tensorrt(model, request, proto)
+            details.update(qdetails)
+        proto, prepared = trt_prepare.prepare_trt_onnx(model, request, proto)
         details.update(prepared)
         onnx_name = _trt_onnx_name(model.cfg.name, request.precision)
         onnx.save_model(proto, str(staged / onnx_name))
@@ -293,38 +270,43 @@ class TensorRtBackend(Backend):
             "trt_onnx": onnx_name,
             "onnx_dtype": "float16" if request.precision == "fp16" else "float32",
             "strongly_typed": True,
-            "batch_profile": {"min": profile.min, "opt": profile.opt, "max": profile.max, "dynamic": profile.dynamic},
         })
-        extra: list[str] = []
-        if options.emit_only:
-            from volo_deploy.export.jetson_bundle import write_bundle
+        return onnx_name, details
 
-            bundle = write_bundle(staged, model.cfg, onnx_name=onnx_name, precision=request.precision,
-                                  profile=profile, workspace_mib=options.workspace_mib, target_trt=options.target_trt)
-            extra += bundle.pop("extra_files")
-            details.update(bundle)
-        else:
-            from volo_deploy.plugins_native import PLUGIN_LIB
+    def emit_bundle(self, model, request: ExportRequest, options: TrtOptions, profile, staged: Path,
+                    onnx_name: str, model_file: str) -> ExportArtifacts:
+        """``--emit-only``: the deployment bundle instead of an engine; nothing to validate here."""
+        from volo_deploy.export.jetson_bundle import NOT_VALIDATED, write_bundle
 
-            gpu = trt_engine.gpu_info()
-            plugin = trt_engine.plugin_library(options.plugin, gpu["sm"])
-            (staged / PLUGIN_LIB).write_bytes(plugin.read_bytes())
-            built = trt_engine.build_engine(staged / onnx_name, staged / PLUGIN_LIB, staged / model_file, profile, img,
-                                            request.precision, options.workspace_mib, options.timing_cache)
-            cmd = trt_engine.trtexec_command(onnx_name, PLUGIN_LIB, model_file, profile, img, request.precision,
-                                             options.workspace_mib,
-                                             str(options.timing_cache) if options.timing_cache else None)
-            extra += [onnx_name, PLUGIN_LIB]
-            details.update({
-                **built,
-                **gpu,
-                "tensorrt": trt_engine.trt_version(),
-                "plugin_source": str(plugin),
-                "plugin_sha256": sha256_file(staged / PLUGIN_LIB),
-                "trtexec": " ".join(cmd),
-            })
-        details["extra_files"] = extra
-        return details
+        files, details = write_bundle(staged, model.cfg, onnx_name=onnx_name, precision=request.precision,
+                                      profile=profile, workspace_mib=options.workspace_mib,
+                                      target_trt=options.target_trt)
+        return ExportArtifacts(files, details, Skip(NOT_VALIDATED))
+
+    def build(self, model, request: ExportRequest, options: TrtOptions, profile, staged: Path,
+              onnx_name: str, model_file: str) -> ExportArtifacts:
+        """Build the engine with the plugin library next to it."""
+        from volo_deploy.artifacts import sha256_file
+        from volo_deploy.export import trt_engine
+        from volo_deploy.plugins_native import PLUGIN_LIB
+
+        img = model.cfg.img_size
+        gpu = trt_engine.gpu_info()
+        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"])
+        (staged / PLUGIN_LIB).write_bytes(plugin.read_bytes())
+        built = trt_engine.build_engine(staged / onnx_name, staged / PLUGIN_LIB, staged / model_file, profile, img,
+                                        request.precision, options.workspace_mib, options.timing_cache)
+        cmd = trt_engine.trtexec_command(onnx_name, PLUGIN_LIB, model_file, profile, img, request.precision,
+                                         options.workspace_mib,
+                                         str(options.timing_cache) if options.timing_cache else None)
+        return ExportArtifacts([onnx_name, PLUGIN_LIB], {
+            **built,
+            **gpu,
+            "tensorrt": trt_engine.trt_version(),
+            "plugin_source": str(plugin),
+            "plugin_sha256": sha256_file(staged / PLUGIN_LIB),
+            "trtexec": " ".join(cmd),
+        })
 
     def load(self, artifact: Path, options: Any = None) -> Runner:
         """A runner for an engine; the plugin is ``options.plugin`` or the library next to the engine."""

@@ -4,15 +4,15 @@ the same model runs in FP32 or FP16 (``--torch-device``), with the outlook-atten
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, Runner, register_backend
 from volo_deploy.errors import BackendUnavailable, BadInputError
+from volo_deploy.options import flag
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -21,8 +21,12 @@ DEVICES = ("auto", "cpu", "cuda")
 class TorchOptions:
     """Where and how the PyTorch model runs."""
 
-    device: str = "auto"  # auto: cuda when torch.cuda.is_available(), else cpu
-    form: str = "reference"  # outlook-attention form (volo_deploy.models.outlook.set_outlook_form)
+    # auto: cuda when torch.cuda.is_available(), else cpu
+    device: str = flag("--torch-device", "torch backend device (auto: cuda when available); fp16 needs cuda", "auto",
+                       choices=DEVICES)
+    # outlook-attention form (volo_deploy.models.outlook.set_outlook_form)
+    form: str = flag("--torch-form", "outlook-attention form of the torch backend: reference (timm's code) or fused "
+                     "(our CUDA kernel as one op)", "reference")
 
 
 def resolve_device(device: str) -> str:
@@ -63,18 +67,7 @@ class TorchBackend(Backend):
     precisions = ("fp32", "fp16")
     model_suffix = ".safetensors"
     Options = TorchOptions
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--torch-device", choices=DEVICES, default="auto",
-                            help="torch backend device (auto: cuda when available); fp16 needs cuda")
-        parser.add_argument("--torch-form", default="reference",
-                            help="outlook-attention form of the torch backend: reference (timm's code) or fused "
-                                 "(our CUDA kernel as one op)")
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> TorchOptions:
-        return TorchOptions(device=getattr(args, "torch_device", "auto"), form=getattr(args, "torch_form", "reference"))
+    distributions = ("torch",)
 
     def check_request(self, request: ExportRequest) -> None:
         super().check_request(request)
@@ -83,13 +76,13 @@ class TorchBackend(Backend):
             raise BackendUnavailable("backend torch: unavailable: fp16 runs on CUDA only (torch.cuda.is_available() "
                                      "is False or --torch-device cpu)")
 
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
         from safetensors.torch import save_file
 
         sd = {k: v.contiguous() for k, v in model.state_dict().items()}
         meta = {"variant": model.cfg.name, "precision": request.precision}
         save_file(sd, str(staged / model_file), metadata=meta)
-        return {"format": "safetensors state dict (FP32 weights; precision applied at load)"}
+        return ExportArtifacts(details={"format": "safetensors state dict (FP32 weights; precision applied at load)"})
 
     def load(self, artifact: Path, options: Any = None) -> Runner:
         from safetensors import safe_open

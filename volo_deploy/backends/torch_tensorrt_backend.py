@@ -14,7 +14,6 @@ the PyTorch dtypes. Validated against FP32 PyTorch like every export.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from volo_deploy.backends.base import Backend, ExportRequest, Runner, register_backend
+from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, Runner, register_backend
 from volo_deploy.errors import BadInputError
+from volo_deploy.options import flag, positive_int
 
 OP_FORMS = ("fused", "onnx_node")  # outlook forms whose core is one volo::outlook_attention call, preferred first
 
@@ -32,8 +32,11 @@ OP_FORMS = ("fused", "onnx_node")  # outlook forms whose core is one volo::outlo
 class TorchTrtOptions:
     """Compile settings and the runner's plugin library."""
 
-    plugin: Path | None = None  # prebuilt libvolo_outlook_plugin.so; None: build it / the one next to the artifact
-    max_batch: int | None = None  # --dynamic-batch: profile max (default 32)
+    # None: build it / the one next to the artifact
+    plugin: Path | None = flag("--plugin",
+                               "prebuilt libvolo_outlook_plugin.so (default: build plugins/outlook_attention)",
+                               parse=Path)
+    max_batch: int | None = flag("--max-batch", "--dynamic-batch profile max (32)", parse=positive_int)
 
 
 def op_form() -> str:
@@ -161,6 +164,7 @@ class TorchTensorRtBackend(Backend):
     Options = TorchTrtOptions
     requires = ("torch_tensorrt", "tensorrt")
     extra = "torch_tensorrt"
+    distributions = ("tensorrt",)  # torch_tensorrt's own version is in the export details
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -171,25 +175,13 @@ class TorchTensorRtBackend(Backend):
 
         return None if torch.cuda.is_available() else "no CUDA GPU visible (torch.cuda.is_available() is False)"
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        from volo_deploy.cli.common import positive_int
-
-        parser.add_argument("--plugin", type=Path, default=None,
-                            help="prebuilt libvolo_outlook_plugin.so (default: build plugins/outlook_attention)")
-        parser.add_argument("--max-batch", type=positive_int, default=None, help="--dynamic-batch profile max (32)")
-
-    @classmethod
-    def options_from_args(cls, args: argparse.Namespace) -> TorchTrtOptions:
-        return TorchTrtOptions(plugin=args.plugin, max_batch=args.max_batch)
-
     def check_request(self, request: ExportRequest) -> None:
         options = request.options or TorchTrtOptions()
         if options.max_batch is not None and not request.dynamic_batch:
             raise BadInputError(f"--max-batch needs --dynamic-batch (this export has a fixed batch of {request.batch})")
         self.require()
 
-    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> dict[str, Any]:
+    def export_impl(self, model, request: ExportRequest, staged: Path, model_file: str) -> ExportArtifacts:
         import torch_tensorrt
 
         from volo_deploy.artifacts import sha256_file
@@ -204,10 +196,11 @@ class TorchTensorRtBackend(Backend):
         gm, example = compile_model(model, request, options)
         torch_tensorrt.save(gm, str(staged / model_file), output_format="exported_program", arg_inputs=[example])
         engines = [n for n, _ in gm.named_children()]
-        return {**gpu, "torch_tensorrt": torch_tensorrt.__version__, "tensorrt": trt_engine.trt_version(),
+        return ExportArtifacts([PLUGIN_LIB], {
+                **gpu, "torch_tensorrt": torch_tensorrt.__version__, "tensorrt": trt_engine.trt_version(),
                 "outlook_form": op_form(), "trt_submodules": engines, "min_block_size": 1,
                 "torch_fallback_nodes": 0, "plugin_source": str(plugin),
-                "plugin_sha256": sha256_file(staged / PLUGIN_LIB), "extra_files": [PLUGIN_LIB]}
+                "plugin_sha256": sha256_file(staged / PLUGIN_LIB)})
 
     def load(self, artifact: Path, options: Any = None) -> Runner:
         """A runner; the plugin is ``options.plugin`` or the library next to the artifact."""

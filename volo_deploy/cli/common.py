@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 
 from volo_deploy.errors import VoloDeployError
+from volo_deploy.options import at_least, non_negative_float, non_negative_int, positive_int  # noqa: F401
 
 
 def quiet_third_party() -> None:
@@ -41,23 +42,6 @@ def run_cli(fn: Callable[[list[str] | None], int], argv: list[str] | None = None
         return 130
 
 
-def at_least(kind: type, low: float, what: str) -> Callable[[str], float]:
-    """An argparse ``type`` that parses ``kind`` and refuses values below ``low``."""
-    import argparse
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected {what}, found {value}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
 def add_layout_argument(parser, flag: str, data_flag: str) -> None:
     """``flag`` (e.g. ``--layout``): the dataset layout of ``data_flag``, one of the layout registry's names."""
     from volo_deploy.data.layouts import LAYOUTS
@@ -74,8 +58,3 @@ def check_layout_use(flag: str, layout: str | None, data_flag: str, data) -> Non
 
     if layout is not None and data is None:
         raise BadInputError(f"{flag} {layout} describes {data_flag}, which is not given")
-
-
-positive_int = at_least(int, 1, "a positive integer")
-non_negative_int = at_least(int, 0, "an integer >= 0")
-non_negative_float = at_least(float, 0.0, "a number >= 0")

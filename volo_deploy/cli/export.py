@@ -9,12 +9,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from volo_deploy.backends import backend_help
 from volo_deploy.cli.common import add_layout_argument, check_layout_use, positive_int, run_cli
+from volo_deploy.cli.options import add_option_flags, options_from_args
 
 
 def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="volo-export", description=__doc__.splitlines()[0])
-    p.add_argument("--backend", default="onnx", help="onnx | openvino | trt | torch (default: onnx)")
+    p.add_argument("--backend", default="onnx", help=f"{backend_help()} (default: onnx)")
     p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help=".pth/.pth.tar/.safetensors (default: the bundled demo)")
     p.add_argument("--img-size", type=positive_int, default=None, help="input size, if not the checkpoint's")
@@ -43,23 +45,24 @@ def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("volo_export"), help="output folder (default ./volo_export)")
     p.add_argument("--force", action="store_true", help="replace existing files in the output folder")
     if backend_cls is not None:
-        backend_cls.add_arguments(p.add_argument_group(f"{backend_cls.name} options"))
+        add_option_flags(p.add_argument_group(f"{backend_cls.name} options"), backend_cls.Options)
     return p
 
 
 def _main(argv: list[str] | None) -> int:
     from volo_deploy.backends import ExportRequest, get_backend
+    from volo_deploy.backends.precision import precision_from_flags
 
     argv = sys.argv[1:] if argv is None else argv
     pre, _ = build_parser().parse_known_args(argv)
     backend_cls = get_backend(pre.backend)
     args = build_parser(backend_cls).parse_args(argv)
-    precision = "int8" if args.int8 else "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
+    precision = precision_from_flags(fp16=args.fp16, bf16=args.bf16, int8=args.int8)
     check_layout_use("--calib-layout", args.calib_layout, "--calib-data", args.calib_data)
 
     from dataclasses import replace
 
-    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.jobs.export import export_model
     from volo_deploy.export.validate import DEFAULT_TOLERANCES
 
     tol = DEFAULT_TOLERANCES[precision]
@@ -74,7 +77,7 @@ def _main(argv: list[str] | None) -> int:
         force=args.force,
         calib_data=args.calib_data,
         calib_layout=args.calib_layout,
-        options=backend_cls.options_from_args(args),
+        options=options_from_args(backend_cls.Options, args),
         quant=_int8_options(args) if precision == "int8" else None,
     )
     result = export_model(

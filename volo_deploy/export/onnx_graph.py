@@ -131,7 +131,49 @@ def inline_functions(proto):
     return onnx.inliner.inline_local_functions(proto)
 
 
-def save_proto(proto, path: Path) -> None:
+def onnx_metadata(model: VOLO, request) -> dict[str, str]:
+    """``metadata_props`` of our ONNX (and ``rt_info`` of our IRs): preprocessing, provenance, precision."""
+    from volo_deploy import __version__
+
+    cfg = model.cfg
+    return {
+        "volo.variant": cfg.name,
+        "volo.input_size": f"3x{cfg.img_size}x{cfg.img_size}",
+        "volo.mean": ",".join(f"{m:g}" for m in cfg.mean),
+        "volo.std": ",".join(f"{s:g}" for s in cfg.std),
+        "volo.crop_pct": f"{cfg.crop_pct:g}",
+        "volo.interpolation": "bicubic",
+        "volo.num_classes": str(cfg.num_classes),
+        "volo.checkpoint_sha256": request.checkpoint_sha256,
+        "volo.precision": request.precision,
+        "volo_deploy.version": __version__,
+    }
+
+
+def portable_onnx(model: VOLO, request, form: str = "slice") -> tuple[object, dict[str, object]]:
+    """The checked portable ONNX for ``request`` (an ``ExportRequest``), with our metadata.
+
+    Returns (``onnx.ModelProto``, manifest details).
+    """
     import onnx
 
+    proto = to_onnx_proto(model, request.batch, request.dynamic_batch, request.opset, form=form)
+    hist = op_histogram(proto)
+    if any(k.endswith("Col2Im") for k in hist):
+        raise ExportError("internal: Col2Im found in the exported graph")
+    for k, v in onnx_metadata(model, request).items():
+        proto.metadata_props.add(key=k, value=v)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"exported ONNX fails onnx.checker: {exc}") from None
+    return proto, {"op_histogram": hist, "outlook_form": form, "outlook_nodes": hist.get("volo.OutlookAttention", 0)}
+
+
+def write_portable_onnx(model: VOLO, request, path: Path) -> tuple[object, dict[str, object]]:
+    """:func:`portable_onnx` saved to ``path``; returns the graph written and the manifest details."""
+    import onnx
+
+    proto, details = portable_onnx(model, request)
     onnx.save_model(proto, str(path))
+    return proto, details

@@ -28,7 +28,6 @@ from volo_deploy.export.onnx_graph import INPUT_NAME
 from volo_deploy.export.trt_surgery import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from volo_deploy.plugins_native import PLUGIN_LIB, NativeBuildError, build_kernel_library, plugin_source_dir
 
-NOT_INSTALLED = "TensorRT is not installed (pip install tensorrt / JetPack)"
 MIN_TENSORRT = (10, 0)  # IPluginV3 + getCreators; JetPack 6 ships 10.3, JetPack 5 ships 8.5 (no IPluginV3)
 TOO_OLD = ("TensorRT {found} is too old for the outlook-attention plugin (IPluginV3, TensorRT >= 10.0): "
            "JetPack 5 (TensorRT 8.5) is not supported, use JetPack 6 (TensorRT 10.3) or JetPack 7 (TensorRT 10.13+)")

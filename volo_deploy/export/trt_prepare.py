@@ -24,7 +24,6 @@ the engine itself is validated on the GPU after a build (``volo-bench --backend 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from volo_deploy.errors import BackendUnavailable
@@ -32,8 +31,6 @@ from volo_deploy.export import trt_surgery
 
 if TYPE_CHECKING:
     import onnx
-
-    from volo_deploy.backends.base import ExportRequest
 
 
 def precision_graph(proto: "onnx.ModelProto", precision: str) -> "tuple[onnx.ModelProto, dict[str, Any]]":
@@ -49,31 +46,33 @@ def precision_graph(proto: "onnx.ModelProto", precision: str) -> "tuple[onnx.Mod
     return proto, {}
 
 
-def portable_check(model, request: "ExportRequest", graph: "onnx.ModelProto", path: Path) -> dict[str, Any]:
-    """Step 2: save ``graph`` to ``path``, run it on onnxruntime CPU, compare with FP32 PyTorch.
+def portable_check(model, request, graph: "onnx.ModelProto") -> dict[str, Any]:
+    """Step 2: run ``graph`` on onnxruntime CPU (exact-math session options), compare with FP32 PyTorch
+    on ``request``'s (an ``ExportRequest``) validation images.
 
     Raises :class:`~volo_deploy.errors.ValidationError` past the tolerance (the request's, else the
     precision's default); returns the statistics and the tolerance.
     """
     import importlib.util
 
-    import onnx
-
-    from volo_deploy.backends.onnxruntime_backend import OrtOptions, OrtRunner
     from volo_deploy.data.samples import validation_batch
-    from volo_deploy.export.pipeline import run_batched, torch_logits
-    from volo_deploy.export.validate import DEFAULT_TOLERANCES, check, compare_logits
+    from volo_deploy.export.validate import DEFAULT_TOLERANCES, check, compare_logits, torch_logits
+    from volo_deploy.runtime import run_in_chunks, session_options
 
     if importlib.util.find_spec("onnxruntime") is None:
         raise BackendUnavailable("a TensorRT export measures its graph on onnxruntime first: not installed "
                                  "(pip install 'volo_deploy[trt]')")
-    onnx.save_model(graph, str(path))
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(graph.SerializeToString(), session_options("fp32"),
+                                providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+
+    def run(batch):
+        return sess.run(None, {name: batch})[0]
+
     x = validation_batch(model.cfg, request.val_data, n=request.n_validate)
-    runner = OrtRunner(path, OrtOptions())
-    try:
-        got = run_batched(runner, x, None if request.dynamic_batch else request.batch)
-    finally:
-        runner.close()
+    got = run(x) if request.dynamic_batch else run_in_chunks(run, x, request.batch, pad=True)
     stats = compare_logits(torch_logits(model, x), got)
     tol = request.tolerance or DEFAULT_TOLERANCES[request.precision]
     check(stats, tol, f"tensorrt {request.precision} graph (portable form on onnxruntime CPU)")
@@ -81,11 +80,10 @@ def portable_check(model, request: "ExportRequest", graph: "onnx.ModelProto", pa
             "runtime": "onnxruntime CPUExecutionProvider"}
 
 
-def prepare_trt_onnx(model, request: "ExportRequest", proto: "onnx.ModelProto",
-                     work: Path) -> "tuple[onnx.ModelProto, dict[str, Any]]":
+def prepare_trt_onnx(model, request, proto: "onnx.ModelProto") -> "tuple[onnx.ModelProto, dict[str, Any]]":
     """Steps 1-3 on the portable (FP32 or Q/DQ) ONNX ``proto``: the plugin-form ONNX and manifest details."""
     graph, details = precision_graph(proto, request.precision)
-    details["portable_validation"] = portable_check(model, request, graph, work / f"portable_{request.precision}.onnx")
+    details["portable_validation"] = portable_check(model, request, graph)
     plugin = trt_surgery.to_plugin_form(graph)
     trt_surgery.check_plugin_form(plugin)
     return plugin, details

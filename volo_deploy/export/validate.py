@@ -1,4 +1,4 @@
-"""Compare a backend's logits with FP32 PyTorch; typed error past tolerance."""
+"""FP32 PyTorch reference logits, a backend's logits compared with them; typed error past tolerance."""
 
 from __future__ import annotations
 
@@ -7,6 +7,29 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from volo_deploy.errors import ValidationError
+from volo_deploy.runtime import run_in_chunks
+
+
+def torch_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
+    """FP32 PyTorch reference logits of ``model`` (a VOLO, run in its reference outlook form)."""
+    import torch
+
+    from volo_deploy.models import set_outlook_form
+
+    form = next((m.form for m in model.modules() if hasattr(m, "form")), "reference")
+    set_outlook_form(model, "reference")
+    try:
+        with torch.no_grad():
+            return np.concatenate([model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)])
+    finally:
+        set_outlook_form(model, form)
+
+
+def run_batched(runner, x: np.ndarray, batch: int | None) -> np.ndarray:
+    """Run ``x`` through ``runner`` in chunks of ``batch`` (padding the last, fixed-batch models)."""
+    if batch is None:
+        return runner.run(x)
+    return run_in_chunks(runner.run, x, batch, pad=True)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ def _reference_model(job: EvalJob):
 def reference_shards(job: EvalJob, indices: list[int], on_batch: Callable[[int], None] | None = None
                      ) -> Iterator[ShardResult]:
     """FP32 PyTorch over the shards ``indices`` (logits kept: they are what the cache stores)."""
-    from volo_deploy.export.pipeline import torch_logits
+    from volo_deploy.export.validate import torch_logits
 
     _set_threads(job.threads)
     model = _reference_model(job)

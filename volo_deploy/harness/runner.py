@@ -6,7 +6,6 @@ case becomes that case's ``status`` and ``reason``, and the loop goes on.
 
 from __future__ import annotations
 
-import argparse
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,16 +79,18 @@ def _error_text(exc: BaseException) -> str:
 
 
 def backend_options(backend_cls, threads: int | None) -> Any:
-    """The backend's runtime options at their CLI defaults, with ``threads`` where it has such a flag."""
-    parser = argparse.ArgumentParser(prog=f"{backend_cls.name} options", add_help=False)
-    backend_cls.add_arguments(parser)
+    """The backend's runtime options at their defaults, with ``threads`` where it has such a field."""
+    import dataclasses
+
+    if backend_cls.Options is None:
+        return None
     try:
-        ns = parser.parse_args([])
-    except SystemExit:  # a backend flag without a default: it cannot run with defaults
+        opts = backend_cls.Options()
+    except TypeError:  # an option without a default: it cannot run with defaults
         raise ExportError(f"backend {backend_cls.name}: has options without defaults, which volo-bench cannot choose") from None
-    if threads is not None and hasattr(ns, "threads"):
-        ns.threads = threads
-    return backend_cls.options_from_args(ns)
+    if threads is not None and "threads" in {f.name for f in dataclasses.fields(opts)}:
+        opts = dataclasses.replace(opts, threads=threads)
+    return opts
 
 
 def reusable_artifact(folder: Path, backend: str, precision: str, checkpoint_sha256: str) -> tuple[dict | None, str]:
@@ -154,7 +155,7 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
 
     from volo_deploy.artifacts import MANIFEST_NAME
     from volo_deploy.backends import ExportRequest
-    from volo_deploy.export.pipeline import export_model
+    from volo_deploy.jobs.export import export_model
 
     folder = ctx.artifacts_root / f"{backend_cls.name}_{precision}"
     manifest, why = reusable_artifact(folder, backend_cls.name, precision, ctx.checkpoint_sha256)

@@ -10,6 +10,9 @@ from volo_deploy.models.configs import DEMO_MODEL, VoloConfig, get_config, list_
 from volo_deploy.models.outlook import OUTLOOK_FORMS, OutlookAttention, OutlookParams, set_outlook_form
 from volo_deploy.models.volo import VOLO
 
+# ``fused`` / ``onnx_node`` forms register themselves with the custom op (onnx is imported lazily there).
+from volo_deploy.models import outlook_onnx  # noqa: E402,F401  (after outlook: it imports it)
+
 __all__ = [
     "DEMO_MODEL",
     "OUTLOOK_FORMS",

@@ -62,9 +62,6 @@ def register_form(name: str) -> Callable[[CoreFn], CoreFn]:
 
 def get_form(name: str) -> CoreFn:
     """Return the core implementation called ``name``; unknown names list the known."""
-    if name not in OUTLOOK_FORMS:
-        # ``fused`` / ``onnx_node`` are registered with the custom op (imports onnx lazily only).
-        import volo_deploy.models.outlook_onnx  # noqa: F401
     try:
         return OUTLOOK_FORMS[name]
     except KeyError:

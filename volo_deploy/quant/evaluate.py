@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from volo_deploy.backends.base import run_in_chunks
+from volo_deploy.runtime import run_in_chunks
 from volo_deploy.errors import QuantizationError
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -33,7 +33,7 @@ def make_predict(proto, runtime: str = "onnxruntime", threads: int | None = None
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
-        from volo_deploy.backends.onnxruntime_backend import session_options
+        from volo_deploy.runtime import session_options
 
         so = session_options("fp32", threads, log_severity=3)  # int8 models: their float parts in fp32
         try:
@@ -55,7 +55,7 @@ def make_predict(proto, runtime: str = "onnxruntime", threads: int | None = None
         with tempfile.TemporaryDirectory(prefix="volo-ov-") as tmp:
             path = Path(tmp) / "m.onnx"
             onnx.save_model(proto, str(path))
-            from volo_deploy.backends.openvino_backend import inference_config
+            from volo_deploy.runtime import inference_config
 
             cfg = {**inference_config("fp32"), **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
             try:

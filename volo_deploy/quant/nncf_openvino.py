@@ -83,9 +83,7 @@ def ov_logits(ov_model, x: np.ndarray, desc: str = "eval nncf (openvino)") -> np
     """Logits of ``x`` from an ``openvino.Model`` on CPU."""
     import openvino as ov
 
-    from volo_deploy.backends.base import run_in_chunks
-
-    from volo_deploy.backends.openvino_backend import inference_config
+    from volo_deploy.runtime import inference_config, run_in_chunks
 
     compiled = ov.Core().compile_model(ov_model, "CPU", inference_config("int8"))
     req = compiled.create_infer_request()

@@ -69,7 +69,7 @@ def _capture(fp32_proto, layers: list[Layer], fconst: dict, x: np.ndarray) -> di
     """The activation inputs of ``layers`` in the FP32 model on ``x``, by tensor name."""
     import onnxruntime as ort
 
-    from volo_deploy.backends.onnxruntime_backend import session_options
+    from volo_deploy.runtime import session_options
 
     fnodes = {n.name: n for n in fp32_proto.graph.node}
     wanted = []

@@ -98,9 +98,15 @@ def _write(staged: Path, rel: str, text: str, executable: bool = False) -> str:
     return rel
 
 
+#: Why an ``--emit-only`` export is not validated here (the manifest's ``validation.skipped``).
+NOT_VALIDATED = ("--emit-only: no engine is built here; run build_engine.sh on the target, "
+                 "then check the engine there (infer.py, or volo-bench --backend trt)")
+
+
 def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt_engine.BatchProfile,
-                 workspace_mib: int | None = None, target_trt: str | None = None) -> dict[str, Any]:
-    """Write the bundle next to the staged ``onnx_name``; returns manifest details with ``extra_files``."""
+                 workspace_mib: int | None = None, target_trt: str | None = None) -> tuple[list[str], dict[str, Any]]:
+    """Write the bundle next to the staged ``onnx_name``; returns (files written, relative to ``staged``;
+    manifest details)."""
     from volo_deploy import __version__
 
     name, img = cfg.name, cfg.img_size
@@ -131,14 +137,11 @@ def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt
             "batch_profile": {"min": profile.min, "opt": profile.opt, "max": profile.max, "dynamic": profile.dynamic}}
     files.append(_write(staged, "bundle.json", json.dumps(meta, indent=2) + "\n"))
     files.append(_write(staged, "README.md", _readme(meta, t, triton_dir)))
-    return {
+    return files, {
         "emit_only": True,
         "engine_file": engine,
         "trtexec": " ".join(cmd),
         "bundle": {"files": len(files) + 1, "target_trt": target_trt},
-        "validation_skipped": "--emit-only: no engine is built here; run build_engine.sh on the target, "
-                              "then check the engine there (infer.py, or volo-bench --backend trt)",
-        "extra_files": files,
     }
 
 

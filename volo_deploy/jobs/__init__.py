@@ -1,0 +1,1 @@
+"""Jobs that drive the backends (above ``backends/`` and ``export/``): the export job."""

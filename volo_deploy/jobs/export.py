@@ -1,0 +1,140 @@
+"""The export job every backend shares: load, stage, export, validate, publish, manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from volo_deploy import artifacts
+from volo_deploy.backends.base import (Backend, ExportArtifacts, ExportRequest, ExportResult, Skip, get_backend,
+                                      library_distributions)
+from volo_deploy.data.samples import validation_batch
+from volo_deploy.export.validate import DEFAULT_TOLERANCES, Tolerance, check, compare_logits, run_batched, torch_logits
+from volo_deploy.models import CheckpointInfo, load_model
+from volo_deploy.models.volo import VOLO
+
+
+def model_metadata(model: VOLO, info: CheckpointInfo, checkpoint_sha256: str) -> dict[str, object]:
+    cfg = model.cfg
+    return {
+        "variant": cfg.name,
+        "family": cfg.family,
+        "img_size": cfg.img_size,
+        "num_classes": cfg.num_classes,
+        "crop_pct": cfg.crop_pct,
+        "mean": list(cfg.mean),
+        "std": list(cfg.std),
+        "checkpoint": info.path,
+        "checkpoint_sha256": checkpoint_sha256,
+        "checkpoint_notes": info.notes,
+    }
+
+
+def export_model(
+    backend: str,
+    request: ExportRequest,
+    model_name: str | None = None,
+    checkpoint: str | Path | None = None,
+    img_size: int | None = None,
+    val_data: str | Path | None = None,
+    tolerance: Tolerance | None = None,
+    n_validate: int = 8,
+    log=print,
+) -> ExportResult:
+    """Export one model with one backend, validate it against FP32 PyTorch, publish it.
+
+    Raises :class:`~volo_deploy.errors.ValidationError` (nothing is published) when the
+    artifact disagrees with PyTorch beyond ``tolerance`` (the precision's default).
+    """
+    backend_obj = get_backend(backend)()
+    backend_obj.check_precision(request.precision)
+    backend_obj.check_request(request)
+    model, info = load_model(checkpoint, model_name, img_size)
+    for note in info.notes:
+        log(f"note: {note}")
+    log(f"model: {info.describe()}")
+    model_file = backend_obj.model_filename(model.cfg.name, request)
+    out = artifacts.prepare_output_dir(request.output_dir, [model_file, artifacts.MANIFEST_NAME], request.force)
+    ckpt_sha = artifacts.sha256_file(info.path)
+    request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha, val_data=val_data, n_validate=n_validate,
+                                  tolerance=tolerance)
+    with artifacts.staging_dir(out) as staged:
+        start = time.perf_counter()
+        made = backend_obj.export_impl(model, request, staged, model_file)
+        export_s = time.perf_counter() - start
+        if isinstance(made.validation, Skip):
+            validation, executed = {"skipped": made.validation.reason}, None
+            log(f"validation skipped: {made.validation.reason}")
+        else:
+            validation, executed = validate_export(backend_obj, model, request, staged / model_file, log)
+        names = [model_file, *made.files]
+        manifest = build_manifest(backend_obj, request, model_file, model_metadata(model, info, ckpt_sha), made,
+                                  export_s, validation, executed, artifacts.file_entries(staged, names))
+        files = artifacts.publish(staged, out, names)
+    manifest_path = artifacts.atomic_write_json(out / artifacts.MANIFEST_NAME, manifest)
+    return ExportResult(
+        backend=backend_obj.name,
+        precision=request.precision,
+        output_dir=out,
+        model_file=out / model_file,
+        files=files,
+        manifest=manifest_path,
+        validation=validation,
+        export_seconds=export_s,
+        details=made.details,
+        executed_precision=executed,
+    )
+
+
+def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest, artifact: Path,
+                    log) -> tuple[dict[str, Any], str | None]:
+    """The staged artifact against FP32 PyTorch on the validation images: (statistics, executed precision).
+
+    Raises :class:`~volo_deploy.errors.ValidationError` past the tolerance.
+    """
+    x = validation_batch(model.cfg, request.val_data, n=request.n_validate)
+    ref = torch_logits(model, x)
+    runner = backend_obj.load(artifact, backend_obj.validation_options(request))
+    executed = runner.executed_precision
+    log(f"{backend_obj.name} {request.precision}: runtime computes in {executed or 'an unreported precision'}")
+    try:
+        got = run_batched(runner, x, None if request.dynamic_batch else request.batch)
+    finally:
+        runner.close()
+    stats = compare_logits(ref, got)
+    tol = request.tolerance or DEFAULT_TOLERANCES[request.precision]
+    log(
+        f"validation vs FP32 PyTorch ({stats.n} images): max abs {stats.max_abs:.3g}, "
+        f"mean abs {stats.mean_abs:.3g}, cosine {stats.cosine_min:.6f}, top-1 agreement {stats.top1_agreement:.1%}"
+    )
+    check(stats, tol, f"{backend_obj.name} {request.precision} export {artifact.name}")
+    return {**stats.as_dict(), "tolerance": {k: v for k, v in tol.__dict__.items() if v is not None}}, executed
+
+
+def build_manifest(backend_obj: Backend, request: ExportRequest, model_file: str, model_meta: dict[str, object],
+                   made: ExportArtifacts, export_s: float, validation: dict[str, Any], executed: str | None,
+                   files: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``manifest.json`` of one export."""
+    return {
+        "schema": artifacts.MANIFEST_SCHEMA,
+        "toolkit_version": artifacts.toolkit_version(),
+        "created": artifacts.now_iso(),
+        "backend": backend_obj.name,
+        "precision": request.precision,
+        "executed_precision": executed,
+        "model_file": model_file,
+        "model": model_meta,
+        "export": {
+            "batch": None if request.dynamic_batch else request.batch,
+            "dynamic_batch": request.dynamic_batch,
+            "opset": request.opset,
+            "seconds": round(export_s, 3),
+            **made.details,
+        },
+        "validation": validation,
+        "files": files,
+        "versions": artifacts.library_versions(*library_distributions()),
+        "machine": artifacts.machine_info(),
+    }
