@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import onnx
 import pytest
@@ -111,3 +112,25 @@ def test_tensorrt_int8_graph_saved_once(tmp_path, monkeypatch):
     assert [p.rsplit("/", 1)[1] for p in saved if p.startswith(ours)] == [result.model_file.name]
     assert all(p.endswith(result.model_file.name) for p in loaded if p.startswith(ours))  # the bundle's I/O types
     assert "skipped" in result.validation
+
+
+def test_export_job_reads_and_hashes_a_checkpoint_once(tmp_path, monkeypatch, demo_checkpoint) -> None:
+    """volo-bench exports one checkpoint per backend x precision: it is loaded and hashed once."""
+    from volo_deploy import artifacts
+    from volo_deploy.jobs import export as job
+
+    job._load_and_hash.cache_clear()
+    loads, hashes = [], []
+    real_load, real_hash = job.load_model, artifacts.sha256_file
+    monkeypatch.setattr(job, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(artifacts, "sha256_file", lambda p, *a: hashes.append(str(p)) or real_hash(p, *a))
+    ckpt = tmp_path / "demo.safetensors"
+    ckpt.write_bytes(demo_checkpoint.read_bytes())
+    a = job.load_checkpoint_once(ckpt, None, None)
+    b = job.load_checkpoint_once(ckpt, None, None)
+    assert len(loads) == 1 and hashes.count(str(ckpt)) == 1 and a[2] == b[2]
+    assert a[0] is not b[0]  # each export gets its own copy of the model
+    os.utime(ckpt, ns=(1, 1))  # rewritten (a new mtime): read again
+    job.load_checkpoint_once(ckpt, None, None)
+    assert len(loads) == 2
+    job._load_and_hash.cache_clear()

@@ -164,7 +164,7 @@ class TorchTensorRtBackend(Backend):
     Options = TorchTrtOptions
     requires = ("torch_tensorrt", "tensorrt")
     extra = "torch_tensorrt"
-    distributions = ("tensorrt",)  # torch_tensorrt's own version is in the export details
+    distributions = ("torch-tensorrt", "tensorrt")
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -362,6 +362,7 @@ def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shar
     from volo_deploy.harness.report import SCHEMA, result_rows_summary
     from volo_deploy.harness.stream import accuracy_from_topk
     from volo_deploy.machine import hardware_fingerprint
+    from volo_deploy.backends.base import library_distributions
 
     labels = np.concatenate([r.labels for r in ref_shards])
     ref_acc = accuracy_from_topk(np.concatenate([r.top for r in ref_shards]), labels, model_cfg.num_classes)
@@ -398,9 +399,7 @@ def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shar
         },
         "threads": threads,
         "machine": machine,
-        "versions": artifacts.library_versions(
-            "volo_deploy", "torch", "numpy", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt", "ray"
-        ),
+        "versions": artifacts.library_versions("volo_deploy", "numpy", *library_distributions(), "ray"),
         "reference": {"backend": "torch", "precision": "fp32", "accuracy": ref_acc or None},
         "execution": execution,
         "results": results,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,31 @@ def model_metadata(model: VOLO, info: CheckpointInfo, checkpoint_sha256: str) ->
     }
 
 
+def _file_key(checkpoint: str | Path | None) -> tuple:
+    if checkpoint is None or not Path(checkpoint).is_file():
+        return (str(checkpoint),)
+    st = Path(checkpoint).stat()
+    return (str(Path(checkpoint).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def _load_and_hash(key: tuple, checkpoint, model_name, img_size) -> tuple[VOLO, CheckpointInfo, str]:
+    model, info = load_model(checkpoint, model_name, img_size)
+    return model, info, artifacts.sha256_file(info.path)
+
+
+def load_checkpoint_once(
+    checkpoint: str | Path | None, model_name: str | None, img_size: int | None
+) -> tuple[VOLO, CheckpointInfo, str]:
+    """(model, info, sha256) of ``checkpoint``: read and hashed once per process while the file is unchanged.
+
+    A job exporting one checkpoint to several backends x precisions (``volo-bench``) loads it once; each
+    export gets its own copy of the model, since exporters switch its layer forms.
+    """
+    model, info, sha = _load_and_hash(_file_key(checkpoint), checkpoint, model_name, img_size)
+    return copy.deepcopy(model), info, sha
+
+
 def export_model(
     backend: str,
     request: ExportRequest,
@@ -51,13 +78,12 @@ def export_model(
     backend_obj = get_backend(backend)()
     backend_obj.check_precision(request.precision)
     backend_obj.check_request(request)
-    model, info = load_model(checkpoint, model_name, img_size)
+    model, info, ckpt_sha = load_checkpoint_once(checkpoint, model_name, img_size)
     for note in info.notes:
         log(f"note: {note}")
     log(f"model: {info.describe()}")
     model_file = backend_obj.model_filename(model.cfg.name, request)
     out = artifacts.prepare_output_dir(request.output_dir, [model_file, artifacts.MANIFEST_NAME], request.force)
-    ckpt_sha = artifacts.sha256_file(info.path)
     request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha, val_data=val_data, n_validate=n_validate,
                                   tolerance=tolerance)
     with artifacts.staging_dir(out) as staged:
