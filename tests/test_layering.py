@@ -63,7 +63,8 @@ def test_registry_lists_modules_help_and_versions():
     for name in backend_names():
         assert name in help_text
     assert "trt" in help_text and "onnx" in help_text  # aliases
-    assert library_distributions() == ("torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt")
+    assert library_distributions() == ("torch", "onnx", "onnxruntime", "openvino", "nncf", "tensorrt",
+                                       "torch-tensorrt")
 
 
 def _demo_int8(tmp_path):
