@@ -34,7 +34,14 @@ batch 8; ratios are what count), median of 10 (runs 1, 2) or 15 (run 3) interlea
 onnxruntime bf16: n/a (no bf16 kernels on x86). The 2.5x INT8 target at batch 8 is NOT met
 with FP32 float parts under this load (OpenVINO 1.85-2.37x, onnxruntime 1.91-2.05x); OpenVINO's
 own default on this CPU (INT8 with bf16 float parts) gives 2.22-2.88x, at the cost of bf16
-error in the unquantized layers. Not measured on an idle machine. Where the time goes there
+error in the unquantized layers. The same box idle (load average ~1), median of 10 interleaved calls::
+
+    batch 1: onnxruntime fp32   85.2 int8   46.0 (1.85x) | openvino fp32  76.5 bf16  45.6 (1.68x) int8  33.7 (2.27x)
+                                                            int8+bf16  32.0 (2.39x)
+    batch 8: onnxruntime fp32  700.0 int8  374.9 (1.87x) | openvino fp32 631.7 bf16 350.0 (1.80x) int8 291.7 (2.17x)
+                                                            int8+bf16 254.6 (2.48x)
+
+so idle too the target is not met (best 2.17x at batch 8). Where the time goes
 (``--profile``, batch 8, one run, ms per call, fp32 | int8)::
 
     OpenVINO  FullyConnected  [gemm_mlas_f32 + brgconv_avx512_1x1_f32 + brgemm_avx512_f32] 976 |
