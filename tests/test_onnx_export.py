@@ -75,6 +75,9 @@ def test_demo_export_matches_pytorch(tmp_path, demo_x, dynamic) -> None:
     assert entry["path"] == res.model_file.name and entry["bytes"] == res.model_file.stat().st_size
     assert manifest["validation"]["max_abs"] <= 1e-4 and manifest["validation"]["top1_agreement"] == 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([res.model_file.name, "manifest.json"])
+    # No absolute path of this checkout inside the graph: two checkouts export the same bytes.
+    assert str(Path(__file__).resolve().parent.parent).encode() not in res.model_file.read_bytes()
+    assert any(p.key == "pkg.torch.onnx.name_scopes" for p in proto.graph.node[0].metadata_props)  # INT8 placement
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,23 @@ def _export_proto(model: VOLO, batch: int, dynamic_batch: bool, opset: int, form
         proto.functions.append(fn)
         if not any(o.domain == outlook_onnx.DOMAIN for o in proto.opset_import):
             proto.opset_import.append(onnx.helper.make_opsetid(outlook_onnx.DOMAIN, outlook_onnx.OP_VERSION))
+    _drop_stack_traces(proto)
     return proto
+
+
+# Per-node Python stack traces name this checkout's absolute file paths: they would make the graph (and every
+# hash of it: artifact reuse, the calibration cache key) differ between two checkouts of the same code. The
+# other per-node metadata (module scopes, which INT8 placement reads) is kept.
+_STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
+
+
+def _drop_stack_traces(proto) -> None:
+    nodes = list(proto.graph.node) + [n for fn in proto.functions for n in fn.node]
+    for node in nodes:
+        keep = [p for p in node.metadata_props if p.key != _STACK_TRACE_KEY]
+        if len(keep) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(keep)
 
 
 @contextlib.contextmanager
