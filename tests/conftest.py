@@ -62,3 +62,31 @@ def demo_checkpoint() -> Path:
     from volo_deploy.models import demo_checkpoint
 
     return demo_checkpoint()
+
+
+def _fake_trt_tools(root: Path, trt_header: str | None = None) -> dict[str, str]:
+    """cmake + trtexec stand-ins in ``root/bin`` (cmake 'builds' the plugin; trtexec records its argv in
+    ``root/log.trtexec`` and writes ``--saveEngine``), optional TensorRT headers; returns the environment."""
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "cmake").write_text(
+        "#!/usr/bin/env bash\nset -e\necho \"cmake $*\" >> \"$FAKE_LOG\"\n"
+        "if [[ \"$1\" == --build ]]; then mkdir -p \"$2\"; touch \"$2/libvolo_outlook_plugin.so\"; fi\n")
+    (bin_dir / "trtexec").write_text(
+        "#!/usr/bin/env bash\nset -e\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG.trtexec\"\n"
+        "for a in \"$@\"; do case \"$a\" in --saveEngine=*) echo engine > \"${a#--saveEngine=}\";; esac; done\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("TENSORRT_ROOT", "TENSORRT_INCLUDE_DIR", "TRTEXEC")}
+    env.update({"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(root / "log"), "CUDA_ARCH": "87"})
+    if trt_header is not None:
+        (root / "trt/include").mkdir(parents=True)
+        (root / "trt/include/NvInferVersion.h").write_text(trt_header)
+        env["TENSORRT_ROOT"] = str(root / "trt")
+    return env
+
+
+@pytest.fixture(scope="session")
+def fake_trt_tools():
+    """``fake_trt_tools(root, trt_header=None) -> env``: stand-in cmake and trtexec for build scripts."""
+    return _fake_trt_tools

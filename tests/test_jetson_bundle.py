@@ -143,38 +143,16 @@ def test_no_removed_precision_flags_anywhere(bundle):
     assert found >= 4  # build, bench, the manifest line, the plugin README example
 
 
-def _fake_tools(tmp_path: Path, trt_header: str | None = None) -> dict[str, str]:
-    """cmake + trtexec stand-ins (trtexec records its argv, writes --saveEngine); optional TensorRT headers."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "log"
-    (bin_dir / "cmake").write_text(
-        "#!/usr/bin/env bash\nset -e\necho \"cmake $*\" >> \"$FAKE_LOG\"\n"
-        "if [[ \"$1\" == --build ]]; then mkdir -p \"$2\"; touch \"$2/libvolo_outlook_plugin.so\"; fi\n")
-    (bin_dir / "trtexec").write_text(
-        "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG.trtexec\"\n"
-        "for a in \"$@\"; do case \"$a\" in --saveEngine=*) echo engine > \"${a#--saveEngine=}\";; esac; done\n")
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k not in ("TENSORRT_ROOT", "TENSORRT_INCLUDE_DIR", "TRTEXEC")}
-    env.update({"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "CUDA_ARCH": "87"})
-    if trt_header is not None:
-        (tmp_path / "trt/include").mkdir(parents=True)
-        (tmp_path / "trt/include/NvInferVersion.h").write_text(trt_header)
-        env["TENSORRT_ROOT"] = str(tmp_path / "trt")
-    return env
-
-
 TRT85 = "#define NV_TENSORRT_MAJOR 8 //!< major\n#define NV_TENSORRT_MINOR 5\n#define NV_TENSORRT_PATCH 3\n"
 TRT1013 = ("#define TRT_MAJOR_ENTERPRISE 10\n#define TRT_MINOR_ENTERPRISE 13\n#define TRT_PATCH_ENTERPRISE 0\n"
            "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE //!< major\n")
 
 
 @pytest.fixture(scope="module")
-def built(bundle, tmp_path_factory) -> Path:
+def built(bundle, tmp_path_factory, fake_trt_tools) -> Path:
     """The bundle after build_engine.sh ran with stand-in cmake/trtexec (TensorRT 10.13 headers)."""
     tmp = tmp_path_factory.mktemp("tools")
-    env = _fake_tools(tmp, TRT1013)
+    env = fake_trt_tools(tmp, TRT1013)
     proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env,
                           cwd=tmp)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -190,8 +168,8 @@ def test_shell_scripts_parse(bundle):
         subprocess.run(["bash", "-n", str(bundle / name)], check=True)
 
 
-def test_build_engine_refuses_tensorrt_8(bundle, tmp_path):
-    env = _fake_tools(tmp_path, TRT85)
+def test_build_engine_refuses_tensorrt_8(bundle, tmp_path, fake_trt_tools):
+    env = fake_trt_tools(tmp_path, TRT85)
     proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -199,8 +177,8 @@ def test_build_engine_refuses_tensorrt_8(bundle, tmp_path):
     assert not (tmp_path / "log").exists(), "cmake ran although TensorRT 8.5 was detected"
 
 
-def test_build_engine_reads_trtexec_banner_without_headers(bundle, tmp_path):
-    env = _fake_tools(tmp_path)
+def test_build_engine_reads_trtexec_banner_without_headers(bundle, tmp_path, fake_trt_tools):
+    env = fake_trt_tools(tmp_path)
     (tmp_path / "bin/trtexec").write_text("#!/usr/bin/env bash\necho '&&&& RUNNING TensorRT.trtexec [TensorRT v8503]'\n")
     proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
     if "NvInferVersion.h)" in proc.stdout + proc.stderr:
@@ -208,8 +186,8 @@ def test_build_engine_reads_trtexec_banner_without_headers(bundle, tmp_path):
     assert proc.returncode == 1 and "error: TensorRT 8 (trtexec v8503) is too old" in proc.stderr
 
 
-def test_bench_engine_runs_trtexec_with_valid_flags(built, tmp_path):
-    env = _fake_tools(tmp_path)
+def test_bench_engine_runs_trtexec_with_valid_flags(built, tmp_path, fake_trt_tools):
+    env = fake_trt_tools(tmp_path)
     proc = subprocess.run(["bash", str(built / "bench_engine.sh")], capture_output=True, text=True,
                           env={**env, "BATCH": "4"})
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -70,14 +70,14 @@ def test_batch_flags_need_dynamic_batch(tmp_path, capsys):
     assert rc == 2 and "--min-batch <= --opt-batch <= --max-batch" in capsys.readouterr().err
 
 
-def test_emit_only_int8_keeps_qdq_around_the_plugin(tmp_path):
+def test_emit_only_int8_keeps_qdq_around_the_plugin(tmp_path, fake_trt_tools):
     """--int8 for TensorRT: the quantizer's symmetric Q/DQ model, then plugin surgery; nothing lost."""
     from volo_deploy.export.trt_surgery import PLUGIN_NAMESPACE
 
     out = tmp_path / "trt"
     rc = export_cli(["--backend", "trt", "--emit-only", "--int8", "--output", str(out)])  # the trained demo
     assert rc == 0
-    manifest = _check_emit_output(out, "volo_demo_64", "int8", tmp_path)
+    manifest = _check_emit_output(out, "volo_demo_64", "int8", tmp_path, fake_trt_tools)
     proto = onnx.load(str(out / "volo_demo_64_int8_trt.onnx"))
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") >= ops.count("QuantizeLinear")
@@ -94,21 +94,7 @@ def test_emit_only_int8_keeps_qdq_around_the_plugin(tmp_path):
     assert manifest["precision"] == "int8"
 
 
-def _fake_tools(bin_dir: Path, log: Path) -> dict[str, str]:
-    """cmake and trtexec stand-ins: cmake 'builds' the plugin, trtexec records its argv and writes the engine."""
-    bin_dir.mkdir()
-    (bin_dir / "cmake").write_text(
-        "#!/usr/bin/env bash\nset -e\necho \"cmake $*\" >> \"$FAKE_LOG\"\n"
-        "if [[ \"$1\" == --build ]]; then mkdir -p \"$2\"; touch \"$2/libvolo_outlook_plugin.so\"; fi\n")
-    (bin_dir / "trtexec").write_text(
-        "#!/usr/bin/env bash\nset -e\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG.trtexec\"\n"
-        "for a in \"$@\"; do case \"$a\" in --saveEngine=*) echo engine > \"${a#--saveEngine=}\";; esac; done\n")
-    for f in bin_dir.iterdir():
-        f.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "CUDA_ARCH": "87"}
-
-
-def _check_emit_output(out: Path, model: str, precision: str, tmp_path: Path) -> dict:
+def _check_emit_output(out: Path, model: str, precision: str, tmp_path: Path, fake_trt_tools) -> dict:
     manifest = json.loads((out / "manifest.json").read_text())
     listed = {f["path"] for f in manifest["files"]}
     onnx_name = f"{model}_{precision}_trt.onnx"
@@ -143,22 +129,22 @@ def _check_emit_output(out: Path, model: str, precision: str, tmp_path: Path) ->
     assert '"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in args[1:]) in text
 
     # run the script with stand-ins for cmake and trtexec: it must reach trtexec with exactly those arguments
-    log = tmp_path / "tools.log"
-    env = _fake_tools(tmp_path / "bin", log)
+    env = fake_trt_tools(tmp_path)
+    log = tmp_path / "log"
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "-DCMAKE_CUDA_ARCHITECTURES=87" in log.read_text()
-    assert (tmp_path / "tools.log.trtexec").read_text().split("\n")[:-1] == args[1:]
+    assert (tmp_path / "log.trtexec").read_text().split("\n")[:-1] == args[1:]
     assert (out / manifest["export"]["engine_file"]).is_file()
     return manifest
 
 
-def test_emit_only_demo(demo_ckpt, tmp_path):
+def test_emit_only_demo(demo_ckpt, tmp_path, fake_trt_tools):
     out = tmp_path / "trt"
     rc = export_cli(["--backend", "trt", "--emit-only", "--checkpoint", str(demo_ckpt), "--dynamic-batch",
                      "--max-batch", "16", "--workspace", "2048", "--output", str(out)])
     assert rc == 0
-    manifest = _check_emit_output(out, "volo_demo_64", "fp32", tmp_path)
+    manifest = _check_emit_output(out, "volo_demo_64", "fp32", tmp_path, fake_trt_tools)
     args = manifest["export"]["trtexec"].split()
     assert "--minShapes=input:1x3x64x64" in args and "--optShapes=input:8x3x64x64" in args
     assert "--maxShapes=input:16x3x64x64" in args and "--saveEngine=volo_demo_64_fp32.engine" in args
@@ -167,12 +153,12 @@ def test_emit_only_demo(demo_ckpt, tmp_path):
 
 
 @pytest.mark.slow
-def test_emit_only_volo_d1_fp16(deterministic_checkpoint, tmp_path):
+def test_emit_only_volo_d1_fp16(deterministic_checkpoint, tmp_path, fake_trt_tools):
     ckpt = deterministic_checkpoint("volo_d1_224")
     out = tmp_path / "trt"
     rc = export_cli(["--backend", "trt", "--emit-only", "--fp16", "--checkpoint", str(ckpt), "--output", str(out)])
     assert rc == 0
-    manifest = _check_emit_output(out, "volo_d1_224", "fp16", tmp_path)
+    manifest = _check_emit_output(out, "volo_d1_224", "fp16", tmp_path, fake_trt_tools)
     args = manifest["export"]["trtexec"].split()
     assert not any(a.startswith(("--minShapes", "--optShapes", "--maxShapes")) for a in args)  # fixed batch 1
     assert "--noTF32" not in args
