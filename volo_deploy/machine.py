@@ -72,9 +72,13 @@ def cpu_features() -> frozenset[str]:
     return frozenset(cpu_info()["features"])
 
 
+# VNNI on x86 (avx512_vnni or avx_vnni, AMX int8) or dotprod on ARM: int8 GEMMs that do not saturate.
+INT8_DOT_PRODUCT_FEATURES = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+
+
 def has_int8_dot_product() -> bool:
-    """VNNI on x86 (avx512_vnni or avx_vnni, AMX int8) or dotprod on ARM: int8 GEMMs that do not saturate."""
-    return bool(cpu_features() & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+    """The CPU has one of :data:`INT8_DOT_PRODUCT_FEATURES`."""
+    return bool(cpu_features() & INT8_DOT_PRODUCT_FEATURES)
 
 
 def has_bf16() -> bool:

@@ -20,7 +20,7 @@ DQ and Q; :mod:`volo_deploy.export.trt_prepare` then casts each to FP16), calibr
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -241,8 +241,7 @@ class TensorRtBackend(Backend):
         options = request.options or TrtOptions()
         profile = batch_profile(request, options)
         onnx_name, details = self.write_trt_onnx(model, request, staged)
-        details["batch_profile"] = {"min": profile.min, "opt": profile.opt, "max": profile.max,
-                                    "dynamic": profile.dynamic}
+        details["batch_profile"] = asdict(profile)
         step = self.emit_bundle if options.emit_only else self.build
         out = step(model, request, options, profile, staged, onnx_name, model_file)
         out.details = {**details, **out.details}

@@ -268,8 +268,9 @@ def _latency_check(be: str, pr: str, bs: str, bl: dict, cl: dict | None, limits:
         v, extra = _remeasured(be, pr, bs, bl, v, limits, remeasure)
     e = v.est
     change = f"{e.ratio - 1:+.1%}" + (f" [{e.low - 1:+.0%}, {e.high - 1:+.0%}]" if e.low is not None else "")
-    note = "; ".join(t for t in (v.note, _noise(bl, cl), extra) if t)
-    if v.state == "fail" and _noise(bl, cl):
+    noise = _noise(bl, cl)
+    note = "; ".join(t for t in (v.note, noise, extra) if t)
+    if v.state == "fail" and noise:
         note += "; counted: even the lower bound, which allows for the noise seen within this run, exceeds the limit"
     if v.state == "unsure" and remeasure is None:
         note += "; decide with volo-gate --remeasure"

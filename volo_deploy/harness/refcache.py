@@ -57,8 +57,6 @@ class ReferenceCache:
 
     def load(self, index: int) -> ShardResult | None:
         """The cached shard, or None (absent, or rejected with a log line saying why)."""
-        from volo_deploy.artifacts import sha256_file
-
         data, side = self._paths(index)
         if not side.is_file() and not data.is_file():
             return None
@@ -67,10 +65,10 @@ class ReferenceCache:
             meta = json.loads(side.read_text())
             if meta.get("key_sha256") != self.digest:
                 why = "its key differs (model, data or preprocessing changed)"
-            elif sha256_file(data) != meta.get("sha256"):
+            elif hashlib.sha256(blob := data.read_bytes()).hexdigest() != meta.get("sha256"):
                 why = "content hash mismatch (corrupted)"
             else:
-                res = ShardResult.from_bytes(data.read_bytes())
+                res = ShardResult.from_bytes(blob)
                 if res.logits is None or res.index != index or len(res.logits) != res.n:
                     why = "incomplete content"
                 else:

@@ -57,13 +57,12 @@ def remeasurer(report: dict[str, Any]) -> Remeasure:
 
 
 def _load(result: dict[str, Any], checkpoint_sha256: str, threads: int | None):
-    from volo_deploy.backends import get_backend
-    from volo_deploy.harness.runner import backend_options, reusable_artifact
+    from volo_deploy.harness.evaljob import load_runner
+    from volo_deploy.harness.runner import reusable_artifact
 
     folder = Path((result.get("artifact") or {}).get("dir") or "")
     backend, precision = result["backend"], result["precision"]
     manifest, why = reusable_artifact(folder, backend, precision, checkpoint_sha256)
     if manifest is None:
         raise RemeasureError(f"artifact {folder}: {why} (keep exports with volo-bench --artifacts)")
-    cls = get_backend(backend)
-    return cls().load(folder / manifest["model_file"], backend_options(cls, threads))
+    return load_runner(backend, precision, folder / manifest["model_file"], threads)

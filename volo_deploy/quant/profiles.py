@@ -93,7 +93,7 @@ def choose_weight_bits(profile: QuantProfile, requested: str | int = "auto") -> 
     if not profile.weight_bits_by_isa:
         return 8, f"profile {profile.name}: full-range int8 weights"
     if machine.has_int8_dot_product():
-        dot = sorted(machine.cpu_features() & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+        dot = sorted(machine.cpu_features() & machine.INT8_DOT_PRODUCT_FEATURES)
         return 8, f"auto: this CPU has an int8 dot product ({', '.join(dot)}): full-range weights cannot saturate"
     return 7, "auto: no VNNI / int8 dot product on this CPU: 7-bit weights avoid int16 saturation of u8 x s8 pairs"
 

@@ -18,6 +18,7 @@ Layout (``<m>`` = model name, ``<p>`` = precision)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt
     meta = {"model": name, "precision": precision, "onnx_file": onnx_name, "engine_file": engine,
             "plugin_lib": PLUGIN_LIB, "labels_file": "labels.txt", "input": io["input"], "output": io["output"],
             "img_size": img, "num_classes": cfg.num_classes, "target_trt": target_trt, "volo_deploy": __version__,
-            "batch_profile": {"min": profile.min, "opt": profile.opt, "max": profile.max, "dynamic": profile.dynamic}}
+            "batch_profile": dataclasses.asdict(profile)}
     files.append(_write(staged, "bundle.json", json.dumps(meta, indent=2) + "\n"))
     files.append(_write(staged, "README.md", _readme(meta, t, triton_dir)))
     return files, {
