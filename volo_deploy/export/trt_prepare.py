@@ -55,9 +55,8 @@ def portable_check(model, request, graph: "onnx.ModelProto") -> dict[str, Any]:
     """
     import importlib.util
 
-    from volo_deploy.data.samples import validation_batch
-    from volo_deploy.export.validate import DEFAULT_TOLERANCES, check, compare_logits, torch_logits
-    from volo_deploy.runtime import run_in_chunks, session_options
+    from volo_deploy.export.validate import validate_against_torch
+    from volo_deploy.runtime import session_options
 
     if importlib.util.find_spec("onnxruntime") is None:
         raise BackendUnavailable("a TensorRT export measures its graph on onnxruntime first: not installed "
@@ -71,13 +70,8 @@ def portable_check(model, request, graph: "onnx.ModelProto") -> dict[str, Any]:
     def run(batch):
         return sess.run(None, {name: batch})[0]
 
-    x = validation_batch(model.cfg, request.val_data, n=request.n_validate)
-    got = run(x) if request.dynamic_batch else run_in_chunks(run, x, request.batch, pad=True)
-    stats = compare_logits(torch_logits(model, x), got)
-    tol = request.tolerance or DEFAULT_TOLERANCES[request.precision]
-    check(stats, tol, f"tensorrt {request.precision} graph (portable form on onnxruntime CPU)")
-    return {**stats.as_dict(), "tolerance": {k: v for k, v in tol.__dict__.items() if v is not None},
-            "runtime": "onnxruntime CPUExecutionProvider"}
+    what = f"tensorrt {request.precision} graph (portable form on onnxruntime CPU)"
+    return {**validate_against_torch(model, request, run, what), "runtime": "onnxruntime CPUExecutionProvider"}
 
 
 def prepare_trt_onnx(model, request, proto: "onnx.ModelProto") -> "tuple[onnx.ModelProto, dict[str, Any]]":

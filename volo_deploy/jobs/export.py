@@ -12,8 +12,7 @@ from typing import Any
 from volo_deploy import artifacts
 from volo_deploy.backends.base import (Backend, ExportArtifacts, ExportRequest, ExportResult, Skip, get_backend,
                                       library_distributions)
-from volo_deploy.data.samples import validation_batch
-from volo_deploy.export.validate import DEFAULT_TOLERANCES, Tolerance, check, compare_logits, run_batched, torch_logits
+from volo_deploy.export.validate import Tolerance, validate_against_torch
 from volo_deploy.models import CheckpointInfo, load_model
 from volo_deploy.models.volo import VOLO
 
@@ -120,23 +119,14 @@ def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest, a
 
     Raises :class:`~volo_deploy.errors.ValidationError` past the tolerance.
     """
-    x = validation_batch(model.cfg, request.val_data, n=request.n_validate)
-    ref = torch_logits(model, x)
     runner = backend_obj.load(artifact, backend_obj.validation_options(request))
     executed = runner.executed_precision
     log(f"{backend_obj.name} {request.precision}: runtime computes in {executed or 'an unreported precision'}")
     try:
-        got = run_batched(runner, x, None if request.dynamic_batch else request.batch)
+        what = f"{backend_obj.name} {request.precision} export {artifact.name}"
+        return validate_against_torch(model, request, runner.run, what, log), executed
     finally:
         runner.close()
-    stats = compare_logits(ref, got)
-    tol = request.tolerance or DEFAULT_TOLERANCES[request.precision]
-    log(
-        f"validation vs FP32 PyTorch ({stats.n} images): max abs {stats.max_abs:.3g}, "
-        f"mean abs {stats.mean_abs:.3g}, cosine {stats.cosine_min:.6f}, top-1 agreement {stats.top1_agreement:.1%}"
-    )
-    check(stats, tol, f"{backend_obj.name} {request.precision} export {artifact.name}")
-    return {**stats.as_dict(), "tolerance": {k: v for k, v in tol.__dict__.items() if v is not None}}, executed
 
 
 def build_manifest(backend_obj: Backend, request: ExportRequest, model_file: str, model_meta: dict[str, object],
