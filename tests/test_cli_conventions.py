@@ -32,11 +32,11 @@ def _exit(main, argv, capsys) -> tuple[int, str, str]:
 
 
 @pytest.fixture(autouse=True)
-def _restore_package_logger():
-    logger = logging.getLogger("volo_deploy")
-    handlers, level = list(logger.handlers), logger.level
+def _restore_loggers():
+    root, ours = logging.getLogger(), logging.getLogger("volo_deploy")
+    handlers, level = list(root.handlers), ours.level
     yield
-    logger.handlers[:], logger.level = handlers, level
+    root.handlers[:], ours.level = handlers, level
 
 
 @pytest.mark.parametrize("name", backend_names())
@@ -157,3 +157,22 @@ def test_capture_sees_info_lines_whatever_the_console_level():
         logging.getLogger("volo_deploy.jobs.export").debug("not this")
     logging.getLogger("volo_deploy.jobs.export").info("after the block")
     assert got == ["model: x"]
+
+
+def test_a_library_logging_on_root_neither_doubles_our_lines_nor_shows_ort_advice(capsys):
+    from volo_deploy.cli.common import quiet_third_party
+
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    root.handlers[:] = []  # as in a real run: no handler until the CLI configures one
+    try:
+        quiet_third_party()
+        configure(level_for())
+        logging.warning("Please consider to run pre-processing before quantization. Refer to example: ...")
+        logging.warning("a third-party warning")  # logging.warning() adds a root handler when there is none
+        logging.getLogger("volo_deploy.quant.budget").info("returned head to float")
+    finally:
+        root.handlers[:] = saved
+    err = capsys.readouterr().err
+    assert err.count("returned head to float") == 1
+    assert "warning: a third-party warning" in err and "pre-processing" not in err

@@ -1,6 +1,7 @@
 """The package logger ``volo_deploy``: library modules log to ``logging.getLogger(__name__)``,
 the CLIs call :func:`configure` once; records are written with ``tqdm.write`` so progress bars
-stay intact. :func:`capture` also collects the INFO+ messages of a block (a bench row's log).
+stay intact (``tqdm.contrib.logging.logging_redirect_tqdm`` does the same, but only for handlers
+that exist when its block starts). :func:`capture` also collects the INFO+ messages of a block (a bench row's log).
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ class TqdmHandler(logging.Handler):
 
 
 class _Formatter(logging.Formatter):
-    """INFO as the bare message; other levels prefixed (``warning: ...``)."""
+    """INFO as the bare message, other levels prefixed (``warning: ...``); another library's records
+    also name their logger."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return _PREFIX.get(record.levelno, "") + super().format(record)
+        ours = record.name == LOGGER_NAME or record.name.startswith(LOGGER_NAME + ".")
+        origin = "" if ours or record.name == "root" else f"{record.name}: "
+        return _PREFIX.get(record.levelno, "") + origin + super().format(record)
 
 
 def level_for(verbose: bool = False, quiet: bool = False) -> int:
@@ -39,15 +43,20 @@ def level_for(verbose: bool = False, quiet: bool = False) -> int:
 
 
 def configure(level: int = logging.INFO) -> logging.Handler:
-    """Show the package's records at ``level`` and above on stderr through tqdm (replaces an earlier call's
-    handler). The logger itself passes INFO on, so :func:`capture` sees the same lines under ``-q``."""
-    logger = logging.getLogger(LOGGER_NAME)
-    for h in [h for h in logger.handlers if isinstance(h, TqdmHandler)]:
-        logger.removeHandler(h)
+    """For entry points: show the package's records at ``level`` and above (other libraries' from WARNING,
+    the root logger's level) on stderr through tqdm; replaces an earlier call's handler.
+
+    The handler sits on the root logger, so a library that logs through ``logging.warning()`` (which
+    would otherwise add a second, plain root handler) is written the same way and nothing twice. The
+    package logger passes INFO on whatever ``level``, so :func:`capture` sees the same lines under ``-q``.
+    """
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, TqdmHandler)]:
+        root.removeHandler(h)
     handler = TqdmHandler(level)
     handler.setFormatter(_Formatter("%(message)s"))
-    logger.addHandler(handler)
-    logger.setLevel(min(level, logging.INFO))
+    root.addHandler(handler)
+    logging.getLogger(LOGGER_NAME).setLevel(min(level, logging.INFO))
     return handler
 
 

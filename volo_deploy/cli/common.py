@@ -29,6 +29,14 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    logging.getLogger().addFilter(_not_ort_preprocess_advice)
+
+
+def _not_ort_preprocess_advice(record: logging.LogRecord) -> bool:
+    """False for onnxruntime.quantization's root-logger advice to run its ``quant_pre_process`` script
+    (logged on every quantize call): nothing a user of these commands can act on."""
+    msg = record.getMessage()
+    return not (msg.startswith("Please consider") and "pre-processing before quantization" in msg)
 
 
 def add_common_flags(parser: argparse.ArgumentParser, quiet_help: str = "show only warnings and errors") -> None:
