@@ -113,7 +113,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, type]:
     """Two passes: ``--backend`` (and whether help is asked) first, then the full parser for that backend."""
     from volo_deploy.backends import get_backend
 
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(prog="volo-export", add_help=False)
     pre.add_argument("--backend", default=None)
     pre.add_argument("-h", "--help", action="store_true")
     first, _ = pre.parse_known_args(argv)
