@@ -140,7 +140,8 @@ def test_budget_returns_layers_to_float_and_fails_clearly(demo, caplog):
     assert rep.returned_to_float and len(rep.steps) >= 2 and rep.drop <= 2.0
     assert rep.steps[0]["drop"] > 2.0
     assert set(rep.returned_to_float) <= {lay.name for lay in r.kept_float}
-    lines = [x.getMessage() for x in caplog.records if x.name == "volo_deploy.quant.budget" and x.levelno == logging.INFO]
+    lines = [x.getMessage() for x in caplog.records
+             if x.name == "volo_deploy.quant.budget" and x.levelno == logging.INFO]
     assert len(lines) == len(rep.steps) and all("top-1" in m and "agreement" in m for m in lines)  # one per step
     assert all(", ".join(step["float"]) in m for step, m in zip(rep.steps[1:], lines[1:]))  # which went to float
     with pytest.raises(QuantizationError, match="misses the accuracy budget"):

@@ -130,7 +130,8 @@ class ImageBatches:
             if xs:
                 yield Batch(np.stack(xs), np.asarray(labels, np.int64), paths)
         if self.skipped:
-            log.warning(f"{len(self.skipped)} of {len(self.data)} image(s) under {self.data.root} skipped as unreadable")
+            log.warning(f"{len(self.skipped)} of {len(self.data)} image(s) under {self.data.root} skipped as "
+                        "unreadable")
 
     def _load(self, path: Path) -> np.ndarray:
         return decode_image(path, self.transform)

@@ -123,7 +123,8 @@ def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest,
     """
     runner = backend_obj.load(artifact, backend_obj.validation_options(request))
     executed = runner.executed_precision
-    log.info("%s %s: runtime computes in %s", backend_obj.name, request.precision, executed or "an unreported precision")
+    log.info("%s %s: runtime computes in %s", backend_obj.name, request.precision,
+             executed or "an unreported precision")
     try:
         what = f"{backend_obj.name} {request.precision} export {artifact.name}"
         return validate_against_torch(model, request, runner.run, what), executed
