@@ -43,7 +43,7 @@ else:  # "ours:<backend>"
     from volo_deploy.jobs.export import export_model
     from pathlib import Path
     res = export_model(source.split(":")[1], ExportRequest(output_dir=Path(out), dynamic_batch=True, force=True),
-                       model_name=name, checkpoint=ckpt or None, n_validate=2, log=lambda *_: None)
+                       model_name=name, checkpoint=ckpt or None, n_validate=2)
     out = str(res.model_file)
 secs = time.perf_counter() - t0
 rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

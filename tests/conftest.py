@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,23 @@ def isolated_user_cache(tmp_path_factory) -> Path:
         os.environ.pop("VOLO_DEPLOY_CACHE", None)
     else:
         os.environ["VOLO_DEPLOY_CACHE"] = old
+
+
+@pytest.fixture
+def warns_logged(caplog):
+    """``with warns_logged("regex") as msgs:`` - like ``pytest.warns`` for the package logger: the block
+    logs a WARNING+ record whose message matches (``msgs``: every such message, filled at the end)."""
+
+    @contextmanager
+    def check(match: str = ""):
+        msgs: list[str] = []
+        with caplog.at_level(logging.WARNING, logger="volo_deploy"):
+            start = len(caplog.records)
+            yield msgs
+        msgs += [r.getMessage() for r in caplog.records[start:] if r.levelno >= logging.WARNING]
+        assert any(re.search(match, m) for m in msgs), f"no logged warning matches {match!r}: {msgs}"
+
+    return check
 
 
 @pytest.fixture(scope="session")

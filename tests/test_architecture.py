@@ -137,3 +137,43 @@ def test_backends_and_export_do_not_import_upward():
             bad = sorted(t for t in targets if t.startswith(("volo_deploy.cli", "volo_deploy.harness")))
             upward += [f"{module} -> {t}" for t in bad]
     assert not upward, "backends/ and export/ must not import cli/ or harness/:\n" + "\n".join(upward)
+
+
+# Where ``print`` may appear: the CLIs' own output, and ``if __name__ == "__main__":`` script blocks.
+PRINT_ALLOWED = (PACKAGE / "cli",)
+
+
+def _is_main_guard(node: ast.AST) -> bool:
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Compare) and isinstance(node.test.left, ast.Name)
+            and node.test.left.id == "__name__")
+
+
+def print_uses(tree: ast.AST, name: str) -> list[str]:
+    """``name:line`` of every use of ``print`` (called or passed, e.g. ``log=print``) outside a main guard."""
+    hits: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if _is_main_guard(node):
+            return
+        if isinstance(node, ast.Name) and node.id == "print":
+            hits.append(f"{name}:{node.lineno}")
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return hits
+
+
+def test_print_finder_sees_calls_and_callbacks_not_main_blocks():
+    src = "def f(log=print):\n    print('x')\nif __name__ == '__main__':\n    print('ok')\n"
+    assert print_uses(ast.parse(src), "m") == ["m:1", "m:2"]
+
+
+def test_library_code_never_prints():
+    """Library modules log (``logging.getLogger(__name__)``, configured by the CLIs); only cli/ prints."""
+    hits = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if TEMPLATES in path.parents or any(d in path.parents for d in PRINT_ALLOWED):
+            continue
+        hits += print_uses(ast.parse(path.read_text(), str(path)), str(path.relative_to(PACKAGE.parent)))
+    assert not hits, "print in library code (use a module logger):\n" + "\n".join(hits)

@@ -178,9 +178,9 @@ def test_kaggle_loc_val(tmp_path, digits):
     assert [data.classes[lab] for _, lab in data.items] == [SYNSETS[d] for d in digit_of]
 
 
-def test_kaggle_unsorted_mapping_used_as_given(tmp_path, digits):
+def test_kaggle_unsorted_mapping_used_as_given(tmp_path, digits, warns_logged):
     val, digit_of = _write_kaggle(tmp_path, digits, SYNSETS)
-    with pytest.warns(UserWarning, match="not in sorted synset order"):
+    with warns_logged("not in sorted synset order"):
         data = open_dataset(val)
     assert data.classes == SYNSETS and data.labels.tolist() == digit_of
     assert any("NOT in sorted" in n for n in data.notes)
@@ -262,25 +262,25 @@ def _both(tmp_path: Path, digits, kaggle_order: list[str]) -> tuple[Path, list[i
     return val, digit_of
 
 
-def test_two_matching_layouts_that_agree_are_used_and_named(tmp_path, digits):
+def test_two_matching_layouts_that_agree_are_used_and_named(tmp_path, digits, warns_logged):
     val, digit_of = _both(tmp_path, digits, SORTED)
-    with pytest.warns(UserWarning, match="matches layouts imagenet-val-gt, kaggle-loc-val, which give the same labels"):
+    with warns_logged("matches layouts imagenet-val-gt, kaggle-loc-val, which give the same labels"):
         data = open_dataset(val, expect_classes=10)
     assert data.layout == "imagenet-val-gt"
     assert [data.classes[lab] for _, lab in data.items] == [SYNSETS[d] for d in digit_of]
     assert any("used imagenet-val-gt" in n for n in data.notes)
 
 
-def test_two_matching_layouts_that_disagree_stop_and_show_both(tmp_path, digits):
+def test_two_matching_layouts_that_disagree_stop_and_show_both(tmp_path, digits, warns_logged):
     val, digit_of = _both(tmp_path, digits, SYNSETS)  # Kaggle class order = unsorted: other label indices
     with pytest.raises(DataError) as err:
-        with pytest.warns(UserWarning):
+        with warns_logged():
             open_dataset(val)
     msg = str(err.value)
     assert "ambiguous layout" in msg and "disagree" in msg and "labels differ" in msg
     assert "imagenet-val-gt: 40 images, 10 classes" in msg and "kaggle-loc-val: 40 images, 10 classes" in msg
     assert "--layout imagenet-val-gt or --layout kaggle-loc-val" in msg
-    with pytest.warns(UserWarning, match="not in sorted synset order"):
+    with warns_logged("not in sorted synset order"):
         picked = open_dataset(val, layout="kaggle-loc-val")
     assert picked.labels.tolist() == digit_of
 
@@ -298,7 +298,7 @@ def test_layout_flag_on_the_clis(tmp_path, digits, capsys, monkeypatch):
 
     seen = {}
 
-    def run_bench(cfg, log=print):  # stand-in: the real data loading, then stop before any export
+    def run_bench(cfg):  # stand-in: the real data loading, then stop before any export
         seen.update(data_layout=cfg.data_layout, calib_layout=cfg.calib_layout)
         evalset = load_eval_set(get_config("volo_demo_64"), cfg.data, cfg.limit, False, None, cfg.data_layout)
         seen["layout"], seen["n"] = evalset.layout, len(evalset.items)
@@ -306,7 +306,7 @@ def test_layout_flag_on_the_clis(tmp_path, digits, capsys, monkeypatch):
 
     monkeypatch.setattr("volo_deploy.harness.bench.run_bench", run_bench)
     assert bench.main(common) == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("warning: ")]
     assert len(err) == 1 and err[0].startswith("error: data ") and "--layout imagenet-val-gt or" in err[0]
     assert bench.main([*common, "--layout", "imagenet-val-gt", "--calib-data", str(val), "--calib-layout", "list"]) == 2
     assert seen == {"data_layout": "imagenet-val-gt", "calib_layout": "list", "layout": "imagenet-val-gt", "n": 8}
@@ -317,14 +317,14 @@ def test_layout_flag_on_the_clis(tmp_path, digits, capsys, monkeypatch):
         assert "which is not given" in capsys.readouterr().err
 
 
-def test_calibration_set_reads_the_given_layout(tmp_path, digits):
+def test_calibration_set_reads_the_given_layout(tmp_path, digits, warns_logged):
     from volo_deploy.models.configs import get_config
     from volo_deploy.quant.data import calibration_set
 
     val, digit_of = _both(tmp_path, digits, SYNSETS)
     cfg = get_config("volo_demo_64")
-    with pytest.raises(DataError, match="ambiguous layout"), pytest.warns(UserWarning):
+    with pytest.raises(DataError, match="ambiguous layout"), warns_logged():
         calibration_set(cfg, val, size=20)
-    with pytest.warns(UserWarning, match="not in sorted synset order"):
+    with warns_logged("not in sorted synset order"):
         calib = calibration_set(cfg, val, size=20, layout="kaggle-loc-val")
     assert len(calib.x) == 20 and calib.x.shape[1:] == (3, 64, 64)

@@ -174,7 +174,7 @@ def _cfg(env, **kw) -> BenchConfig:
 
 
 def test_a_failing_backend_never_stops_the_others(env, demo_run, throwaway_backends):
-    report = run_bench(_cfg(env, backends=("test_boom", "test_skewed", "test_absent", "torch")), log=lambda s: None)
+    report = run_bench(_cfg(env, backends=("test_boom", "test_skewed", "test_absent", "torch")))
     by = {r["backend"]: r for r in report["results"] if r["precision"] == "fp32"}
     import torch
 
@@ -201,7 +201,7 @@ def test_unsupported_precision_and_tampered_artifact(env, demo_run):
     data = bytearray(model_file.read_bytes())
     data[-1] ^= 0xFF
     model_file.write_bytes(bytes(data))
-    report = run_bench(_cfg(env, backends=("torch",), precisions=("fp32", "int8")), log=lambda s: None)
+    report = run_bench(_cfg(env, backends=("torch",), precisions=("fp32", "int8")))
     fp32, int8 = report["results"]
     assert fp32["status"] == "ok" and fp32["artifact"]["reused"] is False
     assert any("does not match its manifest hash" in line for line in fp32["log"])

@@ -28,7 +28,7 @@ def test_imagefolder_subset_covers_classes_and_fingerprint_is_stable(digits_root
     assert load_eval_set(CFG, digits_root / "val", limit=31, progress=False).fingerprint != a.fingerprint
 
 
-def test_list_file_labels_enter_the_fingerprint_and_corrupt_images_are_skipped(digits_root, tmp_path):
+def test_list_file_labels_enter_the_fingerprint_and_corrupt_images_are_skipped(digits_root, tmp_path, warns_logged):
     import shutil
 
     files = sorted((digits_root / "val").glob("*/*.png"))[::60]
@@ -38,7 +38,7 @@ def test_list_file_labels_enter_the_fingerprint_and_corrupt_images_are_skipped(d
     lines = [f"{f.parent.name}_{f.name} {f.parent.name}" for f in files] + ["broken.png 3"]
     listing = tmp_path / "subset.txt"
     listing.write_text("\n".join(lines) + "\n")
-    with pytest.warns(UserWarning, match="unreadable"):
+    with warns_logged("unreadable"):
         s = load_eval_set(CFG, listing, progress=False)
     assert s.layout == "list" and len(s.items) == len(files) and s.total_available == len(files) + 1
     assert len(s.skipped) == 1 and s.skipped[0].startswith("broken.png")
@@ -46,5 +46,5 @@ def test_list_file_labels_enter_the_fingerprint_and_corrupt_images_are_skipped(d
     assert "broken.png" not in {p for p, _ in s.items}
     lines[0] = lines[0][:-1] + str((int(lines[0][-1]) + 1) % 10)
     listing.write_text("\n".join(lines) + "\n")
-    with pytest.warns(UserWarning, match="unreadable"):
+    with warns_logged("unreadable"):
         assert load_eval_set(CFG, listing, progress=False).fingerprint != s.fingerprint

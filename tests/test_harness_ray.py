@@ -32,7 +32,7 @@ def ray_session(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_report(tmp_path_factory):
     art = tmp_path_factory.mktemp("ray_artifacts")
-    return art, run_bench(_cfg(art), log=lambda s: None)
+    return art, run_bench(_cfg(art))
 
 
 def _cfg(art: Path, **kw) -> BenchConfig:
@@ -47,7 +47,7 @@ def _figures(report: dict) -> list:
 
 def test_ray_local_gives_the_local_figures_and_node_identity(ray_session, local_report):
     art, local = local_report
-    report = run_bench(_cfg(art, ray="local"), log=lambda s: None)
+    report = run_bench(_cfg(art, ray="local"))
     assert report["execution"]["mode"] == "ray" and report["execution"]["shards"] == 3
     assert _figures(report) == _figures(local)
     assert report["reference"] == local["reference"] and report["data"] == local["data"]
@@ -60,7 +60,7 @@ def test_ray_local_gives_the_local_figures_and_node_identity(ray_session, local_
 def test_a_worker_dying_mid_shard_is_retried_and_every_image_counted_once(ray_session, local_report):
     art, local = local_report
     Path(str(ray_session) + ".arm").touch()
-    report = run_bench(_cfg(art, ray="local", backends=("onnxruntime",)), log=lambda s: None)
+    report = run_bench(_cfg(art, ray="local", backends=("onnxruntime",)))
     assert ray_session.exists(), "the crash hook did not fire"
     assert "shard 1" in ray_session.read_text()
     (row,) = report["results"]
@@ -71,7 +71,7 @@ def test_a_worker_dying_mid_shard_is_retried_and_every_image_counted_once(ray_se
 def test_a_resource_no_node_offers_makes_the_case_unavailable_not_stuck(ray_session, local_report):
     art, _ = local_report
     pinned = parse_ray_resources(["onnxruntime=jetson_orin:1"])
-    report = run_bench(_cfg(art, ray="local", ray_resources=pinned), log=lambda s: None)
+    report = run_bench(_cfg(art, ray="local", ray_resources=pinned))
     torch_row, ort = report["results"]
     assert torch_row["status"] == "ok"
     assert ort["status"] == "unavailable" and ort["reason"] == "no node of the Ray cluster offers jetson_orin:1"

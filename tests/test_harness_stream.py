@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from volo_deploy.harness.bench import BenchConfig, run_bench
+from volo_deploy.logs import capture
 from volo_deploy.harness.stats import agreement_stats, topk_accuracy
 from volo_deploy.harness.stream import AgreementAccumulator, accuracy_from_topk, topk_indices
 
@@ -73,7 +74,7 @@ def test_streamed_figures_equal_the_in_memory_path(art, monkeypatch):
 
     # 7-bit weights on every CPU kind: on these 120 images they disagree with FP32 somewhere (8-bit may not)
     monkeypatch.setattr(machine, "has_int8_dot_product", lambda: False)
-    report = run_bench(_cfg(art, precisions=("int8",), limit=120, shard_size=20), log=lambda s: None)
+    report = run_bench(_cfg(art, precisions=("int8",), limit=120, shard_size=20))
     row = report["results"][0]
     assert row["status"] == "ok" and report["execution"]["shards"] == 5  # 20 rounded up to 24 (batch 8)
     model, _ = load_model(None, None)
@@ -97,10 +98,12 @@ def test_streamed_figures_equal_the_in_memory_path(art, monkeypatch):
 def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_path, deterministic_checkpoint):
     logs: list[str] = []
     cfg = _cfg(art, backends=("torch",), limit=32)
-    first = run_bench(cfg, log=logs.append)
+    with capture(logs):
+        first = run_bench(cfg)
     assert first["execution"]["reference_cache"]["reference_computed"] == 2
     logs.clear()
-    second = run_bench(cfg, log=logs.append)
+    with capture(logs):
+        second = run_bench(cfg)
     assert "reference: 2 of 2 shard(s) from the cache" in " ".join(logs)
     assert comparable(second) == comparable(first)
 
@@ -109,14 +112,15 @@ def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_
     blob[-40] ^= 0xFF
     (cache / "00001.npz").write_bytes(bytes(blob))
     logs.clear()
-    third = run_bench(cfg, log=logs.append)
+    with capture(logs):
+        third = run_bench(cfg)
     assert any("00001.npz: rejected, content hash mismatch" in s for s in logs)
     assert third["execution"]["reference_cache"] == {**second["execution"]["reference_cache"],
                                                     "reference_cached": 1, "reference_computed": 1}
     assert comparable(third) == comparable(first)
 
     other = deterministic_checkpoint("volo_demo_64", seed=1)
-    other_model = run_bench(_cfg(tmp_path / "art2", backends=("torch",), limit=32, checkpoint=other), log=lambda s: None)
+    other_model = run_bench(_cfg(tmp_path / "art2", backends=("torch",), limit=32, checkpoint=other))
     assert other_model["execution"]["reference_cache"]["reference_computed"] == 2
 
     import shutil
@@ -125,7 +129,7 @@ def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_
 
     data = tmp_path / "val"
     shutil.copytree(demo_data_dir(), data)
-    assert run_bench(_cfg(art, backends=("torch",), limit=32, data=data), log=lambda s: None)[
+    assert run_bench(_cfg(art, backends=("torch",), limit=32, data=data))[
         "execution"]["reference_cache"]["reference_cached"] == 2  # same files, same content: a hit
     from volo_deploy.harness.data import open_eval_items
     from volo_deploy.models import get_config
@@ -133,11 +137,12 @@ def test_reference_cache_hit_then_rejected_on_model_data_or_corruption(art, tmp_
     picked = open_eval_items(get_config("volo_demo_64"), data, 32).items
     victim, donor = data / picked[10][0], data / picked[20][0]
     shutil.copy(donor, victim)  # same path and label, another image
-    changed = run_bench(_cfg(art, backends=("torch",), limit=32, data=data), log=lambda s: None)
+    changed = run_bench(_cfg(art, backends=("torch",), limit=32, data=data))
     assert changed["execution"]["reference_cache"]["reference_computed"] == 2
     shutil.copy(data / picked[30][0], data / picked[11][0])  # changed again: the log says what changed
     logs.clear()
-    run_bench(_cfg(art, backends=("torch",), limit=32, data=data), log=logs.append)
+    with capture(logs):
+        run_bench(_cfg(art, backends=("torch",), limit=32, data=data))
     assert any(s.startswith("reference cache: stale for") and "(data changed since" in s for s in logs), logs
 
 
@@ -201,7 +206,8 @@ def test_unreadable_images_are_skipped_listed_and_left_out_of_the_fingerprint(ar
     listing = tmp_path / "subset.txt"
     listing.write_text("\n".join(lines) + "\n")
     logs: list[str] = []
-    report = run_bench(_cfg(art, backends=("torch",), data=listing, limit=None, shard_size=8), log=logs.append)
+    with capture(logs):
+        report = run_bench(_cfg(art, backends=("torch",), data=listing, limit=None, shard_size=8))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         in_memory = load_eval_set(get_config("volo_demo_64"), listing, progress=False)
@@ -210,7 +216,7 @@ def test_unreadable_images_are_skipped_listed_and_left_out_of_the_fingerprint(ar
     assert len(d["skipped_images"]) == 1 and d["skipped_images"][0].startswith("broken.png: ")
     assert d["fingerprint"] == in_memory.fingerprint
     assert report["results"][0]["agreement"]["n"] == len(files)
-    assert any(s.startswith("warning: skipped broken.png") for s in logs)
+    assert any(s.startswith("skipped broken.png") for s in logs)
 
 
 def test_a_runtime_failing_on_the_data_fails_its_case_only(art, monkeypatch):
@@ -224,7 +230,7 @@ def test_a_runtime_failing_on_the_data_fails_its_case_only(art, monkeypatch):
         return real(backend, *args, **kw)
 
     monkeypatch.setattr(evaljob, "load_runner", flaky)
-    report = run_bench(_cfg(art, backends=("torch", "onnxruntime"), limit=16), log=lambda s: None)
+    report = run_bench(_cfg(art, backends=("torch", "onnxruntime"), limit=16))
     ok, failed = report["results"]
     assert ok["status"] == "ok" and ok["agreement"]["n"] == 16
     assert failed["status"] == "run failed" and "simulated runtime crash" in failed["reason"]
@@ -234,13 +240,14 @@ def test_a_runtime_failing_on_the_data_fails_its_case_only(art, monkeypatch):
 
 def test_resume_re_runs_a_case_whose_artifact_changed_and_drops_its_shards(tmp_path):
     kw = dict(limit=32, artifacts=tmp_path / "art", out=tmp_path / "out")
-    first = run_bench(_cfg(tmp_path / "art", **kw), log=lambda s: None)
+    first = run_bench(_cfg(tmp_path / "art", **kw))
     case_dir = tmp_path / "out" / "shards" / "onnxruntime_fp32"
     sorted(case_dir.glob("*.npz"))[-1].unlink()  # as if killed before the last shard
     model_file = next((tmp_path / "art" / "onnxruntime_fp32").glob("*.onnx"))
     model_file.write_bytes(model_file.read_bytes() + b"\0")  # no longer the manifest's file
     logs: list[str] = []
-    resumed = run_bench(_cfg(tmp_path / "art", **kw, resume=True), log=logs.append)
+    with capture(logs):
+        resumed = run_bench(_cfg(tmp_path / "art", **kw, resume=True))
     assert any("re-running the case" in s for s in logs)
     assert not any("from the interrupted run" in s for s in logs)  # shards of the old artifact dropped
     assert resumed["results"][0]["artifact"]["reused"] is False
@@ -267,7 +274,7 @@ def test_the_run_loads_the_checkpoint_once_in_process(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "load_model", counting)
     monkeypatch.setattr(evaljob, "_MODELS", {})  # nothing kept from earlier tests
     monkeypatch.setenv("VOLO_DEPLOY_CACHE", str(tmp_path / "cache"))  # the reference is computed, not cached
-    report = run_bench(_cfg(tmp_path / "art", backends=("torch",), limit=16), log=lambda s: None)
+    report = run_bench(_cfg(tmp_path / "art", backends=("torch",), limit=16))
     assert report["execution"]["reference_cache"]["reference_computed"] >= 1
     assert report["results"][0]["status"] == "ok" and report["reference"]["accuracy"]
     assert len(calls) == 1, calls

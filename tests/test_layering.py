@@ -89,7 +89,7 @@ def test_openvino_int8_is_built_from_the_exported_form(tmp_path, monkeypatch):
     monkeypatch.setattr(quant_export, "quantize_for_export", lambda m, r, p, fp32_proto, **k: quantized.append(
         {n.op_type for f in fp32_proto.functions for n in f.node}) or real_quant(m, r, p, fp32_proto, **k))
     request = dataclasses.replace(_demo_int8(tmp_path), options=OvOptions(outlook_form="conv"))
-    result = export_model("openvino", request, log=lambda *_: None)
+    result = export_model("openvino", request)
     assert exports == ["conv"]
     assert len(quantized) == 1 and "Conv" in quantized[0] and "ConvTranspose" in quantized[0]
     assert result.details["outlook_form"] == "conv"
@@ -108,7 +108,7 @@ def test_tensorrt_int8_graph_saved_once(tmp_path, monkeypatch):
                         real_save(proto, path, *a, **k))
     monkeypatch.setattr(onnx, "load", lambda path, *a, **k: loaded.append(str(path)) or real_load(path, *a, **k))
     request = dataclasses.replace(_demo_int8(tmp_path), options=TrtOptions(emit_only=True))
-    result = export_model("trt", request, log=lambda *_: None)
+    result = export_model("trt", request)
     ours = str(tmp_path)
     assert [p.rsplit("/", 1)[1] for p in saved if p.startswith(ours)] == [result.model_file.name]
     assert all(p.endswith(result.model_file.name) for p in loaded if p.startswith(ours))  # the bundle's I/O types

@@ -64,7 +64,6 @@ def ov_exports(tmp_path_factory):
         out[precision] = export_model(
             "openvino",
             ExportRequest(output_dir=root / f"openvino_{precision}", precision=precision, dynamic_batch=True),
-            log=lambda s: None,
         )
     return out
 
@@ -184,7 +183,7 @@ def test_bench_rows_record_what_ran(ov_exports, demo):
     ctx = CaseContext(
         checkpoint=ckpt, checkpoint_sha256=artifacts.sha256_file(ckpt), model_name=None, x=x, labels=None,
         ref_logits=ref, ref_top1_pct=None, batch_sizes=(4,), warmup=0, iters=1, threads=1,
-        artifacts_root=ov_exports["root"], progress=False, log=lambda s: None,
+        artifacts_root=ov_exports["root"], progress=False,
     )
     fp32 = run_case("openvino", "fp32", ctx)
     assert (fp32.status, fp32.executed_precision, fp32.artifact["reused"]) == (OK, "fp32", True)
@@ -254,7 +253,7 @@ def test_ort_bf16_only_on_arm64_with_bf16(features, arch, available, cpu):
 def test_ort_runner_reports_fp32(tmp_path, demo):
     from volo_deploy.harness.runner import UNAVAILABLE, run_case
 
-    res = export_model("onnxruntime", ExportRequest(output_dir=tmp_path, dynamic_batch=True), log=lambda s: None)
+    res = export_model("onnxruntime", ExportRequest(output_dir=tmp_path, dynamic_batch=True))
     assert res.executed_precision == "fp32"
     runner = OnnxRuntimeBackend().load(res.model_file)
     opts = runner.session.get_session_options()

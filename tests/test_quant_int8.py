@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import numpy as np
@@ -126,9 +127,10 @@ def test_demo_int8_within_budget(demo, runtime):
     assert rep.fp32_top1 >= 90.0  # the demo model is trained
 
 
-def test_budget_returns_layers_to_float_and_fails_clearly(demo):
+def test_budget_returns_layers_to_float_and_fails_clearly(demo, caplog):
     from volo_deploy.quant.budget import quantize_within_budget
 
+    caplog.set_level(logging.INFO, logger="volo_deploy")  # the CLIs' default level
     _, proto, calib, ev, labels = demo
     bad = calib[:32] * 0.02  # ranges far too narrow: heavy clipping, a large top-1 drop
     cfg = QuantConfig(method=CalibMethod.MINMAX)
@@ -138,6 +140,10 @@ def test_budget_returns_layers_to_float_and_fails_clearly(demo):
     assert rep.returned_to_float and len(rep.steps) >= 2 and rep.drop <= 2.0
     assert rep.steps[0]["drop"] > 2.0
     assert set(rep.returned_to_float) <= {lay.name for lay in r.kept_float}
+    lines = [x.getMessage() for x in caplog.records
+             if x.name == "volo_deploy.quant.budget" and x.levelno == logging.INFO]
+    assert len(lines) == len(rep.steps) and all("top-1" in m and "agreement" in m for m in lines)  # one per step
+    assert all(", ".join(step["float"]) in m for step, m in zip(rep.steps[1:], lines[1:]))  # which went to float
     with pytest.raises(QuantizationError, match="misses the accuracy budget"):
         quantize_within_budget(
             proto, bad, ev[:60], labels[:60], profile="onnxruntime", config=cfg, max_drop=-1.0, max_steps=1

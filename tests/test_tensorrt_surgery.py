@@ -325,7 +325,7 @@ def test_trt_export_measures_its_graph_and_fails_past_tolerance(tmp_path):
     def request(out):
         return ExportRequest(output_dir=out, precision="fp16", dynamic_batch=True, options=TrtOptions(emit_only=True))
 
-    res = export_model("trt", request(tmp_path / "ok"), n_validate=6, log=lambda s: None)
+    res = export_model("trt", request(tmp_path / "ok"), n_validate=6)
     manifest = json.loads(res.manifest.read_text())
     pv = manifest["export"]["portable_validation"]
     assert pv["n"] == 6 and pv["runtime"] == "onnxruntime CPUExecutionProvider"
@@ -336,5 +336,5 @@ def test_trt_export_measures_its_graph_and_fails_past_tolerance(tmp_path):
 
     bad = tmp_path / "bad"
     with pytest.raises(ValidationError, match=r"tensorrt fp16 graph \(portable form on onnxruntime CPU\).*max abs"):
-        export_model("trt", request(bad), tolerance=Tolerance(max_abs=1e-7), log=lambda s: None)
+        export_model("trt", request(bad), tolerance=Tolerance(max_abs=1e-7))
     assert not (bad / "manifest.json").exists() and not list(bad.glob("*")), "nothing published"

@@ -239,7 +239,7 @@ def test_compile_save_load_demo(tmp_path, precision):
 
     req = ExportRequest(output_dir=tmp_path, precision=precision, dynamic_batch=True,
                         options=TorchTrtOptions(max_batch=8))
-    res = export_model("torch_tensorrt", req, log=print)
+    res = export_model("torch_tensorrt", req)
     manifest = json.loads(res.manifest.read_text())
     assert manifest["export"]["torch_fallback_nodes"] == 0 and manifest["export"]["trt_submodules"]
     assert {"volo_demo_64_" + precision + ".ep", "libvolo_outlook_plugin.so"} <= {f["path"] for f in manifest["files"]}

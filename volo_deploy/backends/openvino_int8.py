@@ -7,12 +7,15 @@ checks the same top-1 budget (no per-layer fallback on that path).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from volo_deploy.errors import QuantizationError
+
+log = logging.getLogger(__name__)
 
 
 def set_volo_rt_info(ov_model: Any, metadata: dict[str, str]) -> None:
@@ -21,7 +24,7 @@ def set_volo_rt_info(ov_model: Any, metadata: dict[str, str]) -> None:
         ov_model.set_rt_info(value, ["volo_deploy", key.replace(".", "_")])
 
 
-def openvino_int8_model(model, request, fp32_proto, fp32_ov_model, log=print) -> tuple[Any, dict[str, Any]]:
+def openvino_int8_model(model, request, fp32_proto, fp32_ov_model) -> tuple[Any, dict[str, Any]]:
     """INT8 ``openvino.Model`` (save it with ``compress_to_fp16=False``) and its manifest details.
 
     ``fp32_proto``: the portable FP32 ONNX (not inlined, with our metadata) in the exported outlook
@@ -31,20 +34,20 @@ def openvino_int8_model(model, request, fp32_proto, fp32_ov_model, log=print) ->
 
     opts: Int8Options = getattr(request, "quant", None) or Int8Options()
     if opts.openvino_path == "qdq":
-        return _qdq_model(model, request, fp32_proto, log)
+        return _qdq_model(model, request, fp32_proto)
     if opts.openvino_path == "nncf":
-        return _nncf_model(model, request, opts, fp32_proto, fp32_ov_model, log)
+        return _nncf_model(model, request, opts, fp32_proto, fp32_ov_model)
     raise QuantizationError(f"openvino_path must be 'qdq' or 'nncf', got {opts.openvino_path!r}")
 
 
-def _qdq_model(model, request, fp32_proto, log) -> tuple[Any, dict[str, Any]]:
+def _qdq_model(model, request, fp32_proto) -> tuple[Any, dict[str, Any]]:
     import onnx
     import openvino as ov
 
     from volo_deploy.export.onnx_graph import onnx_metadata
     from volo_deploy.quant.export import quantize_for_export
 
-    qproto, details = quantize_for_export(model, request, "openvino", fp32_proto=fp32_proto, log=log)
+    qproto, details = quantize_for_export(model, request, "openvino", fp32_proto=fp32_proto)
     with tempfile.TemporaryDirectory(prefix="volo-ov-int8-") as tmp:
         path = Path(tmp) / "int8.onnx"
         onnx.save_model(qproto, str(path))
@@ -54,14 +57,14 @@ def _qdq_model(model, request, fp32_proto, log) -> tuple[Any, dict[str, Any]]:
     return ov_model, {**details, "openvino_path": "qdq"}
 
 
-def _nncf_model(model, request, opts, fp32_proto, fp32_ov_model, log) -> tuple[Any, dict[str, Any]]:
+def _nncf_model(model, request, opts, fp32_proto, fp32_ov_model) -> tuple[Any, dict[str, Any]]:
     from volo_deploy.quant.data import calibration_set
     from volo_deploy.quant.nncf_openvino import nncf_quantize_openvino
     from volo_deploy.quant.profiles import choose_weight_bits, get_profile
 
     calib = calibration_set(model.cfg, request.calib_data, opts.calib_size, opts.seed, request.calib_layout)
     bits, why = choose_weight_bits(get_profile("openvino"), opts.weight_bits)
-    log(f"INT8 weights (NNCF overflow fix): {bits}-bit ({why})")
+    log.info(f"INT8 weights (NNCF overflow fix): {bits}-bit ({why})")
     t0 = time.perf_counter()
     ov_model = nncf_quantize_openvino(fp32_proto, calib.x, subset_size=len(calib.x), ov_model=fp32_ov_model,
                                       weight_bits=bits)

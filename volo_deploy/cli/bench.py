@@ -12,11 +12,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from volo_deploy.cli.common import add_layout_argument, check_layout_use, non_negative_int, positive_int, run_cli
+from volo_deploy.cli.common import (
+    add_common_flags,
+    add_layout_argument,
+    check_layout_use,
+    non_negative_int,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="volo-bench", description=__doc__.splitlines()[0])
+    add_common_flags(p, quiet_help="show only warnings and errors, no progress bars")
     p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the bundled demo model)")
     p.add_argument("--data", type=Path, default=None,
@@ -41,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of exports to reuse (checked by hash against each manifest.json) or to fill; "
                         "default: <out>/shards/artifacts, kept for --resume and removed once the run completes")
     p.add_argument("--out", type=Path, default=Path("volo_bench"), help="output folder (default ./volo_bench)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out (same flags; refused if its configuration differs)")
     p.add_argument("--shard-size", type=positive_int, default=1000,
@@ -64,6 +72,7 @@ def _main(argv: list[str] | None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    setup_logging(args)
     check_layout_use("--layout", args.layout, "--data", args.data)
     check_layout_use("--calib-layout", args.calib_layout, "--calib-data", args.calib_data)
     batch_sizes = parse_list(args.batch_sizes, int)
@@ -97,10 +106,7 @@ def _main(argv: list[str] | None) -> int:
         ray=args.ray,
         ray_resources=parse_ray_resources(args.ray_resources),
     )
-    from tqdm.auto import tqdm
-
-    log = (lambda s: None) if args.quiet else (lambda s: tqdm.write(s, file=sys.stderr))  # keeps the bar intact
-    report = run_bench(cfg, log=log)
+    report = run_bench(cfg)
     paths = write_outputs(report, args.out)
     print(markdown_table(report))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")

@@ -1,7 +1,9 @@
-"""Shared CLI plumbing: user errors become one line on stderr and a non-zero exit."""
+"""Shared CLI plumbing: user errors become one line on stderr and a non-zero exit; ``--version``,
+``-v/-q`` and the package logger's configuration, the same on every command."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -27,6 +29,39 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    logging.getLogger().addFilter(_not_ort_preprocess_advice)
+
+
+def _not_ort_preprocess_advice(record: logging.LogRecord) -> bool:
+    """False for onnxruntime.quantization's root-logger advice to run its ``quant_pre_process`` script
+    (logged on every quantize call): nothing a user of these commands can act on."""
+    msg = record.getMessage()
+    return not (msg.startswith("Please consider") and "pre-processing before quantization" in msg)
+
+
+def add_common_flags(parser: argparse.ArgumentParser, quiet_help: str = "show only warnings and errors") -> None:
+    """``--version``, ``-v/--verbose`` and ``-q/--quiet`` (one of the two)."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="also show debug messages")
+    loud.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+
+def package_version() -> str:
+    """The installed distribution's version (``importlib.metadata``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("volo_deploy")
+    except PackageNotFoundError:
+        return "unknown (volo_deploy is not installed)"
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """The package logger at INFO, DEBUG with ``-v``, WARNING with ``-q``, written through tqdm."""
+    from volo_deploy.logs import configure, level_for
+
+    configure(level_for(verbose=args.verbose, quiet=args.quiet))
 
 
 def run_cli(fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

@@ -10,13 +10,27 @@ import sys
 from pathlib import Path
 
 from volo_deploy.backends import backend_help
-from volo_deploy.cli.common import add_layout_argument, check_layout_use, positive_int, run_cli
-from volo_deploy.cli.options import add_option_flags, options_from_args
+from volo_deploy.cli.common import (
+    add_common_flags,
+    add_layout_argument,
+    check_layout_use,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
+from volo_deploy.cli.options import add_option_flags, cli_fields, options_from_args
+
+
+DEFAULT_BACKEND = "onnx"
 
 
 def build_parser(backend_cls=None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="volo-export", description=__doc__.splitlines()[0])
-    p.add_argument("--backend", default="onnx", help=f"{backend_help()} (default: onnx)")
+    """The parser with ``backend_cls``'s options; with None, ``--help`` lists every backend's options."""
+    p = argparse.ArgumentParser(prog="volo-export", description=__doc__.splitlines()[0],
+                                epilog=None if backend_cls is not None else every_backend_help(),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_flags(p)
+    p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"{backend_help()} (default: {DEFAULT_BACKEND})")
     p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help=".pth/.pth.tar/.safetensors (default: the bundled demo)")
     p.add_argument("--img-size", type=positive_int, default=None, help="input size, if not the checkpoint's")
@@ -45,18 +59,79 @@ def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, default=Path("volo_export"), help="output folder (default ./volo_export)")
     p.add_argument("--force", action="store_true", help="replace existing files in the output folder")
     if backend_cls is not None:
-        add_option_flags(p.add_argument_group(f"{backend_cls.name} options"), backend_cls.Options)
+        add_option_flags(p.add_argument_group(options_heading(backend_cls)), backend_cls.Options)
     return p
 
 
+def options_heading(backend_cls) -> str:
+    return f"{backend_cls.name} options (--backend {backend_cls.name})"
+
+
+def every_backend_help() -> str:
+    """Each registered backend's options under its own heading (flags may repeat across backends)."""
+    from volo_deploy.backends import backend_names, get_backend
+
+    parts = []
+    for name in backend_names():
+        cls = get_backend(name)
+        sub = argparse.ArgumentParser(prog="volo-export", usage=argparse.SUPPRESS, add_help=False)
+        add_option_flags(sub.add_argument_group(options_heading(cls)), cls.Options)
+        text = sub.format_help().strip()
+        parts.append(text if text else f"{options_heading(cls)}:\n  (none)")
+    return "\n\n".join(parts)
+
+
+def flag_owners() -> dict[str, list[str]]:
+    """Backend flag -> the backends that declare it (from the registry)."""
+    from volo_deploy.backends import backend_names, get_backend
+
+    owners: dict[str, list[str]] = {}
+    for name in backend_names():
+        for _, fl in cli_fields(get_backend(name).Options):
+            owners.setdefault(fl.name, []).append(name)
+    return owners
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def refuse_extras(parser: argparse.ArgumentParser, extras: list[str], backend: str, explicit: bool) -> None:
+    """Exit 2: a flag of another backend names its backend; anything else is unrecognized."""
+    owners = flag_owners()
+    for token in extras:
+        names = owners.get(token.split("=", 1)[0], [])
+        if names:
+            what = f"{_article(names[0])} option" if len(names) == 1 else f"an option of {', '.join(names)}"
+            fix = " or ".join(f"--backend {n}" for n in names)
+            parser.error(f"{token.split('=', 1)[0]} is {what}"
+                         + (f", not {_article(backend)} one: use {fix}" if explicit else f": add {fix}"))
+    parser.error(f"unrecognized arguments: {' '.join(extras)}")
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, type]:
+    """Two passes: ``--backend`` (and whether help is asked) first, then the full parser for that backend."""
+    from volo_deploy.backends import get_backend
+
+    pre = argparse.ArgumentParser(prog="volo-export", add_help=False)
+    pre.add_argument("--backend", default=None)
+    pre.add_argument("-h", "--help", action="store_true")
+    first, _ = pre.parse_known_args(argv)
+    backend_cls = get_backend(first.backend or DEFAULT_BACKEND)
+    parser = build_parser(None if first.help and first.backend is None else backend_cls)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        refuse_extras(parser, extras, backend_cls.name, explicit=first.backend is not None)
+    return args, backend_cls
+
+
 def _main(argv: list[str] | None) -> int:
-    from volo_deploy.backends import ExportRequest, get_backend
+    from volo_deploy.backends import ExportRequest
     from volo_deploy.backends.precision import precision_from_flags
 
     argv = sys.argv[1:] if argv is None else argv
-    pre, _ = build_parser().parse_known_args(argv)
-    backend_cls = get_backend(pre.backend)
-    args = build_parser(backend_cls).parse_args(argv)
+    args, backend_cls = parse_args(argv)
+    setup_logging(args)
     precision = precision_from_flags(fp16=args.fp16, bf16=args.bf16, int8=args.int8)
     check_layout_use("--calib-layout", args.calib_layout, "--calib-data", args.calib_data)
 

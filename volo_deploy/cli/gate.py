@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from volo_deploy.cli.common import non_negative_float, non_negative_int, run_cli
+from volo_deploy.cli.common import add_common_flags, non_negative_float, non_negative_int, run_cli, setup_logging
 
 
 def _confidence(text: str) -> float:
@@ -27,6 +27,7 @@ def _confidence(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="volo-gate", description=__doc__.splitlines()[0])
+    add_common_flags(p)
     p.add_argument("--report", type=Path, required=True, help="report.json of this run (volo-bench)")
     p.add_argument("--baseline", type=Path, required=True, help="the committed baseline report.json")
     p.add_argument("--max-top1-drop", type=non_negative_float, default=0.3,
@@ -57,6 +58,7 @@ def _main(argv: list[str] | None) -> int:
     from volo_deploy.harness.report import load_report
 
     args = build_parser().parse_args(argv)
+    setup_logging(args)
     try:
         limits = gate.GateLimits(args.max_top1_drop, args.max_agreement_drop,
                                  gate.parse_fraction(args.max_latency_regression), args.latency_floor_ms,

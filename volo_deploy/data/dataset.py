@@ -7,7 +7,7 @@ as a folder, a list file or a subset manifest.
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +19,8 @@ from PIL import Image
 from volo_deploy.data.layouts import LabeledImages, open_dataset
 from volo_deploy.data.transforms import EvalTransform
 from volo_deploy.errors import DataError
+
+log = logging.getLogger(__name__)
 
 #: Errors that mean "this file is not a usable image" (Pillow raises SyntaxError for broken PNG chunks).
 _IMAGE_ERRORS = (DataError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -128,10 +130,8 @@ class ImageBatches:
             if xs:
                 yield Batch(np.stack(xs), np.asarray(labels, np.int64), paths)
         if self.skipped:
-            warnings.warn(
-                f"{len(self.skipped)} of {len(self.data)} image(s) under {self.data.root} skipped as unreadable",
-                stacklevel=2,
-            )
+            log.warning(f"{len(self.skipped)} of {len(self.data)} image(s) under {self.data.root} skipped as "
+                        "unreadable")
 
     def _load(self, path: Path) -> np.ndarray:
         return decode_image(path, self.transform)
@@ -140,7 +140,7 @@ class ImageBatches:
         reason = f"{type(exc).__name__}: {exc}"
         self.skipped.append((rel, reason))
         if len(self.skipped) <= _WARN_EACH:
-            warnings.warn(f"skipping unreadable image {self.data.root / rel} ({reason})", stacklevel=3)
+            log.warning(f"skipping unreadable image {self.data.root / rel} ({reason})")
 
 
 def iter_batches(

@@ -23,8 +23,8 @@ import csv
 import hashlib
 import inspect
 import os
+import logging
 import re
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from volo_deploy.errors import DataError
+
+log = logging.getLogger(__name__)
 
 GT_NAME = "ILSVRC2012_validation_ground_truth.txt"
 META_NAME = "meta.mat"
@@ -223,7 +225,7 @@ def _read_ambiguous(path: Path, hits: list[str], opts: dict) -> LabeledImages:
     if diffs and all(isinstance(d, LabeledImages) for d in got.values()) and not any(diffs.values()):
         msg = f"data {path}: matches layouts {', '.join(hits)}, which give the same labels; used {hits[0]}"
         first.notes.append(msg)
-        warnings.warn(msg, stacklevel=3)
+        log.warning(msg)
         return first
     readings = "; ".join(
         f"{n}: {len(d)} images, {len(d.classes)} classes" if isinstance(d, LabeledImages) else f"{n}: cannot read ({d})"
@@ -519,7 +521,7 @@ def read_kaggle_val(
     notes = [f"class order = line order of {mp.name}"]
     if classes != sorted(classes):
         notes.append(f"{mp.name} is NOT in sorted synset order: its order used as given")
-        warnings.warn(f"mapping {mp}: not in sorted synset order; using its line order as the class order")
+        log.warning(f"mapping {mp}: not in sorted synset order; using its line order as the class order")
     labels_by_id: dict[str, int] = {}
     try:
         with open(sol, newline="", encoding="utf-8-sig") as f:

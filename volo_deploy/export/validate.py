@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from volo_deploy.errors import ValidationError
 from volo_deploy.runtime import run_in_chunks
+
+log = logging.getLogger(__name__)
 
 
 def torch_logits(model, x: np.ndarray, batch: int = 16) -> np.ndarray:
@@ -117,13 +120,13 @@ def check(stats: LogitStats, tol: Tolerance, what: str) -> None:
         )
 
 
-def validate_against_torch(model, request, run, what: str, log=None) -> dict:
+def validate_against_torch(model, request, run, what: str) -> dict:
     """``run`` (a batch of images -> logits) against FP32 PyTorch on ``request``'s validation images.
 
     ``request`` is an ``ExportRequest``: its ``val_data``/``n_validate`` pick the images, a fixed-batch
     model (no ``dynamic_batch``) runs in padded chunks of ``batch``, and its ``tolerance`` (else the
     precision's default) is checked: :class:`ValidationError` past it. Returns the statistics with the
-    tolerance, as manifests record them; ``log`` gets one line of figures first.
+    tolerance, as manifests record them; logs one line of figures first.
     """
     from volo_deploy.data.samples import validation_batch
 
@@ -131,8 +134,7 @@ def validate_against_torch(model, request, run, what: str, log=None) -> dict:
     got = run(x) if request.dynamic_batch else run_in_chunks(run, x, request.batch, pad=True)
     stats = compare_logits(torch_logits(model, x), got)
     tol = request.tolerance or DEFAULT_TOLERANCES[request.precision]
-    if log is not None:
-        log(f"validation vs FP32 PyTorch ({stats.n} images): max abs {stats.max_abs:.3g}, "
-            f"mean abs {stats.mean_abs:.3g}, cosine {stats.cosine_min:.6f}, top-1 agreement {stats.top1_agreement:.1%}")
+    log.info(f"validation vs FP32 PyTorch ({stats.n} images): max abs {stats.max_abs:.3g}, "
+             f"mean abs {stats.mean_abs:.3g}, cosine {stats.cosine_min:.6f}, top-1 agreement {stats.top1_agreement:.1%}")
     check(stats, tol, what)
     return {**stats.as_dict(), "tolerance": {k: v for k, v in tol.__dict__.items() if v is not None}}

@@ -15,17 +15,20 @@ Each case is exported and timed on a fixed small batch of real images by
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from volo_deploy.errors import BadInputError, DataError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZES = (1, 8)
 DEFAULT_SHARD_SIZE = 1000
@@ -105,7 +108,6 @@ class _Run:
     cache: Any  # ReferenceCache
     executor: Any  # LocalExecutor | RayExecutor
     bar: Any  # tqdm over every image of every case
-    log: Callable[[str], None]
     num_classes: int
     stats: dict[str, Any] = field(default_factory=dict)  # reference cache hits
     refs: list = field(default_factory=list)  # reference ShardResults without logits
@@ -125,10 +127,10 @@ def _reference_pass(run: _Run) -> list:
         else:
             light[i] = replace(hit, logits=None)
             run.bar.update(job.shard_len(i))
-    run.log(f"reference: {len(light)} of {len(job.shards)} shard(s) from the cache {cache.dir}")
+    log.info(f"reference: {len(light)} of {len(job.shards)} shard(s) from the cache {cache.dir}")
     stale = cache.stale_reason() if not light else None
     if stale:
-        run.log(f"reference cache: stale for {cache.label} ({stale}); recomputing")
+        log.info(f"reference cache: stale for {cache.label} ({stale}); recomputing")
     for res in run.executor.reference(job, todo, run.bar.update):
         cache.save(res)
         light[res.index] = replace(res, logits=None)
@@ -174,7 +176,7 @@ def _case_row(run: _Run, backend: str, precision: str, ctx) -> dict[str, Any]:
     if row is not None and row["status"] == OK:
         folder = Path(row["artifact"]["dir"])
         if reusable_artifact(folder, backend, precision, ctx.checkpoint_sha256)[0] is None:
-            run.log(f"{name}: re-running the case, its artifact in {folder} is gone or changed")
+            log.info(f"{name}: re-running the case, its artifact in {folder} is gone or changed")
             run.state.clear_shards(name)  # they came from that artifact
             row = None
     if row is None:
@@ -198,7 +200,7 @@ def _accuracy(run: _Run, backend: str, precision: str, row: dict) -> None:
             run.bar.update(run.job.shard_len(i))
     todo = [i for i in range(len(run.job.shards)) if i not in done]
     if done:
-        run.log(f"{name}: {len(done)} of {len(run.job.shards)} shard(s) from the interrupted run")
+        log.info(f"{name}: {len(done)} of {len(run.job.shards)} shard(s) from the interrupted run")
     try:
         for res in run.executor.accuracy(run.job, backend, precision, row, todo, lambda i: _ref_logits(run, i),
                                          run.bar.update):
@@ -272,7 +274,7 @@ def _executor(cfg: BenchConfig):
     return RayExecutor(cfg.ray, dict(cfg.ray_resources), cfg.threads)
 
 
-def _open_job(cfg: BenchConfig, log: Callable[[str], None]):
+def _open_job(cfg: BenchConfig):
     """(EvalJob, selected images, checkpoint info, its sha256, model config) of ``cfg``."""
     from volo_deploy import artifacts
     from volo_deploy.data.transforms import EvalTransform
@@ -282,9 +284,9 @@ def _open_job(cfg: BenchConfig, log: Callable[[str], None]):
     from volo_deploy.models import load_model
 
     model, info = load_model(cfg.checkpoint, cfg.model)
-    log(f"model: {info.describe()}")
+    log.info(f"model: {info.describe()}")
     sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root, cfg.data_layout)
-    log(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
+    log.info(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
     chunk = max(cfg.batch_sizes)
     job = EvalJob(sel.root, tuple(sel.items), tuple(plan_shards(len(sel.items), cfg.shard_size, chunk)),
                   EvalTransform.for_config(model.cfg), chunk, Path(info.path), cfg.model, cfg.threads,
@@ -303,12 +305,12 @@ def _run_cases(run: _Run, cases, ctx) -> list[dict[str, Any]]:
             _accuracy(run, backend, precision, row)
         else:
             run.bar.update(len(run.job.items))
-        run.log(f"{row['backend']} {row['precision']}: {row['status']}" + (f" ({row['reason']})" if row["reason"] else ""))
+        log.info(f"{row['backend']} {row['precision']}: {row['status']}" + (f" ({row['reason']})" if row["reason"] else ""))
         results.append(row)
     return results
 
 
-def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     """Run every case of ``cfg`` and return the report dict."""
     import shutil
 
@@ -324,18 +326,18 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         require_ray()
     t0 = time.perf_counter()
     threads = thread_settings(cfg.threads)
-    job, sel, info, ckpt_sha, model_cfg = _open_job(cfg, log)
+    job, sel, info, ckpt_sha, model_cfg = _open_job(cfg)
     data_key = sel.content_key()
     tmp = tempfile.TemporaryDirectory(prefix="volo_bench_") if cfg.out is None else None
-    state = RunState(Path(cfg.out) if cfg.out is not None else Path(tmp.name), log)
+    state = RunState(Path(cfg.out) if cfg.out is not None else Path(tmp.name))
     state.begin(_run_config(cfg, ckpt_sha, data_key, job, cases), cfg.resume)
     artifacts_root = Path(cfg.artifacts) if cfg.artifacts is not None else state.dir / "artifacts"
     executor = _executor(cfg)
     bar = tqdm(total=len(job.items) * (1 + len(cases)), desc="volo-bench", unit="img", disable=not cfg.progress,
                smoothing=0.05)
-    cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)), log,
+    cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)),
                            label=f"{info.path} on {sel.source}")
-    run = _Run(cfg, job, state, cache, executor, bar, log, model_cfg.num_classes)
+    run = _Run(cfg, job, state, cache, executor, bar, model_cfg.num_classes)
     try:
         run.refs = _reference_pass(run)
         results = _run_cases(run, cases, _latency_context(run, info, ckpt_sha, artifacts_root))
@@ -347,7 +349,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         executor.close()
     used, skipped = _used_items(job, run.refs)
     for s in skipped:
-        log(f"warning: skipped {s}")
+        log.warning(f"skipped {s}")
     if cfg.artifacts is None:
         shutil.rmtree(artifacts_root, ignore_errors=True)
     if tmp is not None:

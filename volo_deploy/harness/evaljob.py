@@ -96,17 +96,13 @@ def node_identity(threads: int | None) -> dict[str, Any]:
             "hardware_fingerprint": hardware_fingerprint(machine, threads or torch.get_num_threads())}
 
 
-def _no_log(_: str) -> None:
-    return None
-
-
 def run_cell_case(backend: str, precision: str, ctx) -> dict[str, Any]:
     """Export (or reuse) and time one backend x precision with ``ctx`` (a CaseContext whose ``x`` is
     the latency batch); the report row, with ``node`` = where it ran. Accuracy is filled in later."""
     from volo_deploy.harness.runner import run_case
 
     _set_threads(ctx.threads)
-    row = run_case(backend, precision, replace(ctx, log=_no_log, progress=False)).as_dict()
+    row = run_case(backend, precision, replace(ctx, progress=False)).as_dict()
     row["node"] = node_identity(ctx.threads)
     return row
 

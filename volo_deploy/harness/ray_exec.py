@@ -156,8 +156,6 @@ class RayExecutor:
         return {k: v for k, v in want.items() if have.get(k, 0) < v}
 
     def case(self, backend: str, precision: str, ctx) -> dict[str, Any]:
-        from dataclasses import replace
-
         from volo_deploy.harness.runner import UNAVAILABLE, CaseResult
 
         missing = self._missing(backend)
@@ -166,7 +164,7 @@ class RayExecutor:
             return CaseResult(backend, precision, status=UNAVAILABLE, reason=f"no node of the Ray cluster offers {need}",
                               ).as_dict() | {"node": None}
         task = self._tasks["_case_task"].options(num_returns=2, **self._options(backend))
-        row_ref, bundle_ref = task.remote(backend, precision, replace(ctx, log=print))
+        row_ref, bundle_ref = task.remote(backend, precision, ctx)
         self._bundles[(backend, precision)] = bundle_ref
         return self.ray.get(row_ref)
 

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from volo_deploy.harness.shards import ShardResult
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "volo_deploy.reference_shard/1"
 
@@ -44,13 +47,12 @@ def key_digest(key: dict) -> str:
 class ReferenceCache:
     """Reference shards for one key, in the per-user cache folder."""
 
-    def __init__(self, key: dict, log: Callable[[str], None] = print, root: Path | None = None, label: str = "") -> None:
+    def __init__(self, key: dict, root: Path | None = None, label: str = "") -> None:
         from volo_deploy.cache import cache_dir
 
         self.key, self.label = key, label  # label: checkpoint and data paths, to explain a stale entry
         self.digest = key_digest(key)
         self.dir = (root or cache_dir("reference")) / self.digest[:32]
-        self.log = log
 
     def _paths(self, index: int) -> tuple[Path, Path]:
         return self.dir / f"{index:05d}.npz", self.dir / f"{index:05d}.json"
@@ -75,7 +77,7 @@ class ReferenceCache:
                     return res
         except (OSError, ValueError, KeyError) as exc:
             why = f"unreadable ({type(exc).__name__}: {exc})"
-        self.log(f"reference cache {data}: rejected, {why}; recomputing")
+        log.info(f"reference cache {data}: rejected, {why}; recomputing")
         return None
 
     def save(self, res: ShardResult) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +43,6 @@ class CaseContext:
     calib_data: Path | None = None
     calib_layout: str | None = None
     progress: bool = True
-    log: Callable[[str], None] = print
     noisy_cv: float = 0.15
 
 
@@ -156,6 +155,7 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
     from volo_deploy.artifacts import MANIFEST_NAME
     from volo_deploy.backends import ExportRequest
     from volo_deploy.jobs.export import export_model
+    from volo_deploy.logs import capture
 
     folder = ctx.artifacts_root / f"{backend_cls.name}_{precision}"
     manifest, why = reusable_artifact(folder, backend_cls.name, precision, ctx.checkpoint_sha256)
@@ -174,10 +174,9 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
         output_dir=folder, precision=precision, dynamic_batch=True, force=True, calib_data=ctx.calib_data,
         calib_layout=ctx.calib_layout, options=options
     )
-    result = export_model(
-        backend_cls.name, request, model_name=ctx.model_name, checkpoint=ctx.checkpoint, val_data=ctx.val_data,
-        log=res.log.append,
-    )
+    with capture(res.log):  # the export's messages also go into the row
+        result = export_model(backend_cls.name, request, model_name=ctx.model_name, checkpoint=ctx.checkpoint,
+                              val_data=ctx.val_data)
     res.export_seconds = round(result.export_seconds, 3)
     res.calibration_seconds = calibration_seconds(result.details)
     res.int8_weight_bits = (result.details.get("quantization") or {}).get("weight_bits")

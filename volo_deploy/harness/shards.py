@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import numpy as np
 
 from volo_deploy.errors import BadInputError
 from volo_deploy.harness.stream import AgreementAccumulator, topk_indices
+
+log = logging.getLogger(__name__)
 
 RUN_STATE_SCHEMA = "volo_deploy.bench_run/1"
 #: Test hook: the driver SIGKILLs itself after writing this many shard files (simulates a crash).
@@ -117,9 +120,8 @@ class RunState:
     """``<out>/shards/``: the run's config (``run.json``), one folder of shard files per case and
     each case's export + latency row (``<case>.case.json``). Every file is written atomically."""
 
-    def __init__(self, out: Path, log: Callable[[str], None] = print) -> None:
+    def __init__(self, out: Path) -> None:
         self.dir = Path(out) / "shards"
-        self.log = log
         self.written = 0
 
     def begin(self, config: dict[str, Any], resume: bool) -> None:
@@ -143,7 +145,7 @@ class RunState:
         if self.dir.exists():
             import shutil
 
-            self.log(f"starting afresh: removing the earlier run's shards in {self.dir} (--resume continues a run)")
+            log.info(f"starting afresh: removing the earlier run's shards in {self.dir} (--resume continues a run)")
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)
         atomic_write_json(path, config)
@@ -158,7 +160,7 @@ class RunState:
         try:
             return ShardResult.from_bytes(path.read_bytes())
         except (OSError, ValueError, KeyError) as exc:
-            self.log(f"recomputing {path}: unreadable ({exc})")
+            log.warning(f"recomputing {path}: unreadable ({exc})")
             return None
 
     def save_shard(self, case: str, res: ShardResult) -> None:

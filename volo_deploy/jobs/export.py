@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from volo_deploy.backends.base import (Backend, ExportArtifacts, ExportRequest, 
 from volo_deploy.export.validate import Tolerance, validate_against_torch
 from volo_deploy.models import CheckpointInfo, load_model
 from volo_deploy.models.volo import VOLO
+
+log = logging.getLogger(__name__)
 
 
 def model_metadata(model: VOLO, info: CheckpointInfo, checkpoint_sha256: str) -> dict[str, object]:
@@ -67,7 +70,6 @@ def export_model(
     val_data: str | Path | None = None,
     tolerance: Tolerance | None = None,
     n_validate: int = 8,
-    log=print,
 ) -> ExportResult:
     """Export one model with one backend, validate it against FP32 PyTorch, publish it.
 
@@ -79,8 +81,8 @@ def export_model(
     backend_obj.check_request(request)
     model, info, ckpt_sha = load_checkpoint_once(checkpoint, model_name, img_size)
     for note in info.notes:
-        log(f"note: {note}")
-    log(f"model: {info.describe()}")
+        log.info("note: %s", note)
+    log.info("model: %s", info.describe())
     model_file = backend_obj.model_filename(model.cfg.name, request)
     out = artifacts.prepare_output_dir(request.output_dir, [model_file, artifacts.MANIFEST_NAME], request.force)
     request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha, val_data=val_data, n_validate=n_validate,
@@ -91,9 +93,9 @@ def export_model(
         export_s = time.perf_counter() - start
         if isinstance(made.validation, Skip):
             validation, executed = {"skipped": made.validation.reason}, None
-            log(f"validation skipped: {made.validation.reason}")
+            log.info("validation skipped: %s", made.validation.reason)
         else:
-            validation, executed = validate_export(backend_obj, model, request, staged / model_file, log)
+            validation, executed = validate_export(backend_obj, model, request, staged / model_file)
         names = [model_file, *made.files]
         manifest = build_manifest(backend_obj, request, model_file, model_metadata(model, info, ckpt_sha), made,
                                   export_s, validation, executed, artifacts.file_entries(staged, names))
@@ -113,18 +115,19 @@ def export_model(
     )
 
 
-def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest, artifact: Path,
-                    log) -> tuple[dict[str, Any], str | None]:
+def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest,
+                    artifact: Path) -> tuple[dict[str, Any], str | None]:
     """The staged artifact against FP32 PyTorch on the validation images: (statistics, executed precision).
 
     Raises :class:`~volo_deploy.errors.ValidationError` past the tolerance.
     """
     runner = backend_obj.load(artifact, backend_obj.validation_options(request))
     executed = runner.executed_precision
-    log(f"{backend_obj.name} {request.precision}: runtime computes in {executed or 'an unreported precision'}")
+    log.info("%s %s: runtime computes in %s", backend_obj.name, request.precision,
+             executed or "an unreported precision")
     try:
         what = f"{backend_obj.name} {request.precision} export {artifact.name}"
-        return validate_against_torch(model, request, runner.run, what, log), executed
+        return validate_against_torch(model, request, runner.run, what), executed
     finally:
         runner.close()
 

@@ -140,7 +140,8 @@ def _return_to_float(search: _Search, first: QuantResult, config: QuantConfig) -
         except QuantizationError as exc:  # nothing left to quantize
             raise QuantizationError(f"INT8 misses the accuracy budget ({exc})") from None
         search.score(result, group)
-        log.info("returned %s to float: top-1 %.2f (drop %.2f)", ", ".join(group), report.int8_top1, report.drop)
+        log.info("returned %s to float: top-1 %.2f (drop %.2f), agreement %.2f%%", ", ".join(group), report.int8_top1,
+                 report.drop, report.agreement)
     report.returned_to_float = keep
     result.calibration_seconds = first.calibration_seconds
     result.cache = first.cache
@@ -174,8 +175,8 @@ def quantize_within_budget(
                          time.perf_counter() - start)
         result = search.quantize(config)
         search.score(result, list(config.keep_float))
-        log.info("int8 %s: top-1 %.2f vs fp32 %.2f (drop %.2f)", runtime, search.report.int8_top1, fp32_acc,
-                 search.report.drop)
+        log.info("int8 %s: top-1 %.2f vs fp32 %.2f (drop %.2f), agreement %.2f%%", runtime, search.report.int8_top1,
+                 fp32_acc, search.report.drop, search.report.agreement)
         if not search.met():
             result = _return_to_float(search, result, config)
     search.report.eval_seconds = search.eval_s

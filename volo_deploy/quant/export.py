@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from volo_deploy.quant.options import Int8Options
 from volo_deploy.quant.placement import Placement
 from volo_deploy.quant.quantizer import QuantConfig, QuantResult, quantize_onnx
+
+log = logging.getLogger(__name__)
 
 
 def default_cache_path(variant: str, img_size: int, profile: str, method: str) -> Path:
@@ -19,7 +22,7 @@ def default_cache_path(variant: str, img_size: int, profile: str, method: str) -
     return cache_dir("calib", f"{variant}_{img_size}_{profile}_{method}.json")
 
 
-def quantize_for_export(model, request, profile: str, fp32_proto, log=print) -> tuple[Any, dict[str, Any]]:
+def quantize_for_export(model, request, profile: str, fp32_proto) -> tuple[Any, dict[str, Any]]:
     """The FP32 portable ONNX ``fp32_proto`` of ``model`` (the graph the backend exported) -> Q/DQ
     ONNX per ``profile``, calibrated on ``request.calib_data`` (default: the demo manifest) and held
     to ``Int8Options.max_drop``.
@@ -35,7 +38,7 @@ def quantize_for_export(model, request, profile: str, fp32_proto, log=print) -> 
     t0 = time.perf_counter()
     calib = calibration_set(cfg, request.calib_data, opts.calib_size, opts.seed, request.calib_layout)
     load_s = time.perf_counter() - t0
-    log(f"calibration: {len(calib.x)} images from {calib.source} ({len(calib.skipped)} skipped), method {opts.method.value}")
+    log.info(f"calibration: {len(calib.x)} images from {calib.source} ({len(calib.skipped)} skipped), method {opts.method.value}")
     config = QuantConfig(
         method=opts.method, placement=Placement(include=opts.include, exclude=opts.exclude), weight_bits=opts.weight_bits
     )
@@ -58,15 +61,15 @@ def quantize_for_export(model, request, profile: str, fp32_proto, log=print) -> 
             cache_path=cache,
         )
         details["accuracy"] = {**report.as_dict(), "eval_data": ev.describe()}
-        log(
+        log.info(
             f"INT8 top-1 {report.int8_top1:.2f} vs FP32 {report.fp32_top1:.2f} on {report.eval_images} images "
             f"({report.runtime}): drop {report.drop:.2f} points (budget {opts.max_drop}), "
             f"agreement {report.agreement:.1f}%; returned to float: {', '.join(report.returned_to_float) or 'none'}"
         )
-    log(f"INT8 weights: {result.weight_bits}-bit ({result.weight_bits_reason})")
+    log.info(f"INT8 weights: {result.weight_bits}-bit ({result.weight_bits_reason})")
     if result.cache.status == "mismatch":
-        log(f"calibration cache {cache} did not match ({'; '.join(result.cache.differs)}): recalibrated")
+        log.debug(f"calibration cache {cache} did not match ({'; '.join(result.cache.differs)}): recalibrated")
     elif result.cache.status == "hit":
-        log(f"calibration cache hit: {cache}")
+        log.info(f"calibration cache hit: {cache}")
     details["quantization"] = result.details()
     return result.proto, details

@@ -272,7 +272,7 @@ def quantize_onnx(
     prof = get_profile(profile)
     config = config or QuantConfig(method=CalibMethod.parse(method))
     bits, bits_why = choose_weight_bits(prof, config.weight_bits)
-    log.info("int8 weights, profile %s: %d-bit (%s)", prof.name, bits, bits_why)
+    log.debug("int8 weights, profile %s: %d-bit (%s)", prof.name, bits, bits_why)
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     quant, floating = select_layers(quantizable_layers(proto, prof.op_types), prof, config.placement, config.keep_float)
     if not quant:
