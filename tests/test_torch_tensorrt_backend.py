@@ -199,6 +199,45 @@ def test_compile_settings_for_old_and_new_torch_tensorrt():
                                             "enabled_precisions": {torch.float16}}
 
 
+def test_compile_settings_without_precision_flags_on_2_13():
+    """2.13+ compile has neither use_explicit_typing nor enabled_precisions (always strongly typed)."""
+    from volo_deploy.backends.torch_tensorrt_backend import _compile_kwargs
+
+    def v213(ep, *, arg_inputs=None, min_block_size=5, require_full_compilation=False, disable_tf32=False,
+             pass_through_build_failures=False, **kwargs): ...
+
+    kw = _compile_kwargs(v213, "fp16")
+    assert "enabled_precisions" not in kw and "use_explicit_typing" not in kw
+
+
+# ``torch_tensorrt.save`` keyword-only parameters of 2.9, 2.10 and 2.12-2.14 (read from the wheels).
+def _save_29(module, file_path="", *, output_format="exported_program", inputs=None, arg_inputs=None,
+             kwarg_inputs=None, retrace=False, pickle_protocol=2, **kwargs): ...
+
+
+def _save_210(module, file_path="", *, output_format="exported_program", inputs=None, arg_inputs=None,
+              kwarg_inputs=None, retrace=True, pickle_protocol=2, **kwargs): ...
+
+
+def _save_214(module, file_path="", *, extra_files=None, output_format="exported_program", inputs=None,
+              arg_inputs=None, kwarg_inputs=None, retrace=True, use_legacy_exporter=None, pickle_protocol=2,
+              dynamic_shapes=None, **kwargs): ...
+
+
+def test_save_keeps_the_dynamic_batch_on_every_version():
+    """2.10+ re-traces on save by default: a dynamic program must get dynamic_shapes (2.12+) or retrace=False."""
+    from volo_deploy.backends.torch_tensorrt_backend import save_kwargs
+
+    x = torch.zeros(2, 3, 8, 8)
+    kw = save_kwargs(_save_214, x, True, 16)
+    (spec,) = kw["dynamic_shapes"]
+    assert kw["arg_inputs"] == [x] and spec[0].min == 1 and spec[0].max == 16
+    for fn in (_save_29, _save_210):  # the compiled graph serialized as it is (no example input needed)
+        assert save_kwargs(fn, x, True, 16) == {"output_format": "exported_program", "retrace": False}
+    for fn in (_save_29, _save_210, _save_214):  # a fixed batch is traced at its own batch
+        assert save_kwargs(fn, x, False, 16) == {"output_format": "exported_program", "arg_inputs": [x]}
+
+
 def test_op_form_gives_one_op_call_per_outlooker():
     """What Torch-TensorRT receives: the exported program has one volo::outlook_attention per outlook block."""
     from volo_deploy.backends.torch_tensorrt_backend import op_form, program_input
