@@ -240,3 +240,38 @@ def test_header_version_spellings(tmp_path):
                                                "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE\n")
     assert header_version(tmp_path) == (11, 1, 0)
     assert header_version(tmp_path / "missing") is None
+
+
+def _headers(root: Path, version: tuple[int, int, int]) -> Path:
+    root.mkdir(parents=True)
+    (root / "NvInfer.h").write_text("// stand-in\n")
+    (root / "NvInferVersion.h").write_text("".join(f"#define NV_TENSORRT_{k} {v}\n"
+                                                   for k, v in zip(("MAJOR", "MINOR", "PATCH"), version)))
+    return root
+
+
+def test_plugin_headers_must_match_the_runtime_major(tmp_path, monkeypatch):
+    """10.x headers next to an 11.x ``tensorrt`` are refused; matching headers are preferred when both exist."""
+    from volo_deploy.errors import BackendUnavailable
+    from volo_deploy.export import trt_engine
+
+    old, new = _headers(tmp_path / "trt10/include", (10, 3, 0)), _headers(tmp_path / "trt11/include", (11, 1, 0))
+    monkeypatch.setenv("TENSORRT_INCLUDE_DIR", str(old))
+    monkeypatch.delenv("TENSORRT_ROOT", raising=False)
+    with pytest.raises(BackendUnavailable, match=r"do not match the installed tensorrt 11\.4\.0.*trt10/include "
+                                                 r"\(10\.3\.0\).*TensorRT 11\.x headers"):
+        trt_engine.plugin_library(None, "90", "11.4.0")
+    monkeypatch.setenv("TENSORRT_ROOT", str(new.parent))  # listed after TENSORRT_INCLUDE_DIR, but it matches
+    assert trt_engine.find_tensorrt_include((11, 4, 0)) == new
+    assert trt_engine.find_tensorrt_include((10, 3, 0)) == old
+
+
+def test_prebuilt_plugin_must_link_the_runtime_libnvinfer(tmp_path):
+    from volo_deploy.errors import BackendUnavailable
+    from volo_deploy.export import trt_engine
+
+    lib = tmp_path / "libvolo_outlook_plugin.so"
+    lib.write_bytes(b"\x7fELF...libstdc++.so.6\x00libnvinfer.so.10\x00...")
+    with pytest.raises(BackendUnavailable, match=r"links libnvinfer\.so\.10, but the installed tensorrt is 11\.1"):
+        trt_engine.plugin_library(lib, "90", "11.1.0")
+    assert trt_engine.plugin_library(lib, "90", "10.16.1") == lib

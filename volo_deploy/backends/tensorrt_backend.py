@@ -291,7 +291,7 @@ class TensorRtBackend(Backend):
 
         img = model.cfg.img_size
         gpu = trt_engine.gpu_info()
-        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"])
+        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"], trt_engine.trt_version())
         (staged / PLUGIN_LIB).write_bytes(plugin.read_bytes())
         built = trt_engine.build_engine(staged / onnx_name, staged / PLUGIN_LIB, staged / model_file, profile, img,
                                         request.precision, options.workspace_mib, options.timing_cache)

@@ -217,7 +217,7 @@ class TorchTensorRtBackend(Backend):
 
         options = request.options or TorchTrtOptions()
         gpu = trt_engine.gpu_info()
-        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"])
+        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"], trt_engine.trt_version())
         (staged / PLUGIN_LIB).write_bytes(plugin.read_bytes())
         trt_engine.load_plugin(staged / PLUGIN_LIB)
         gm, example = compile_model(model, request, options)

@@ -277,29 +277,71 @@ def check_supported(version: tuple[int, ...] | str) -> None:
         raise BackendUnavailable(TOO_OLD.format(found=".".join(str(x) for x in v)))
 
 
-def find_tensorrt_include() -> Path | None:
-    """Directory holding ``NvInfer.h``: $TENSORRT_INCLUDE_DIR, $TENSORRT_ROOT/include, system paths."""
+def tensorrt_include_dirs() -> list[Path]:
+    """Directories holding ``NvInfer.h``, in order: $TENSORRT_INCLUDE_DIR, $TENSORRT_ROOT/include, system paths."""
     cands = [os.environ.get("TENSORRT_INCLUDE_DIR")]
     if os.environ.get("TENSORRT_ROOT"):
         cands.append(os.path.join(os.environ["TENSORRT_ROOT"], "include"))
     cands += ["/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/local/tensorrt/include",
               "/usr/include"]
+    out: list[Path] = []
     for c in cands:
-        if c and (Path(c) / "NvInfer.h").is_file():
-            return Path(c)
-    return None
+        if c and (Path(c) / "NvInfer.h").is_file() and Path(c) not in out:
+            out.append(Path(c))
+    return out
 
 
-def plugin_library(prebuilt: Path | None, cuda_arch: str) -> Path:
+def find_tensorrt_include(runtime: tuple[int, ...] | None = None) -> Path | None:
+    """The TensorRT include directory for a plugin that the ``runtime`` TensorRT will load.
+
+    Without ``runtime``: the first found. With it: the first whose ``NvInferVersion.h`` has the
+    runtime's major.minor, else the first with its major; headers of another major are refused
+    (:class:`BackendUnavailable`): a plugin built against them has another ABI, and its
+    ``libnvinfer.so.N`` would be a second TensorRT in the process.
+    """
+    dirs = tensorrt_include_dirs()
+    if runtime is None or not dirs:
+        return dirs[0] if dirs else None
+    versions = {d: header_version(d) for d in dirs}
+    for want in (tuple(runtime[:2]), tuple(runtime[:1])):
+        for d, v in versions.items():
+            if v is not None and v[: len(want)] == want:
+                return d
+    found = ", ".join(f"{d} ({'.'.join(map(str, v)) if v else 'version unknown'})" for d, v in versions.items())
+    raise BackendUnavailable(
+        f"TensorRT headers do not match the installed tensorrt {'.'.join(map(str, runtime))}: found {found}; "
+        f"set TENSORRT_ROOT / TENSORRT_INCLUDE_DIR to TensorRT {runtime[0]}.x headers, or pass --plugin PATH "
+        f"(a libvolo_outlook_plugin.so built for TensorRT {runtime[0]})")
+
+
+def linked_nvinfer_major(library: Path) -> int | None:
+    """Major N of the ``libnvinfer.so.N`` a shared library names (its DT_NEEDED string), None if none."""
+    found = re.findall(rb"libnvinfer\.so\.(\d+)\x00", Path(library).read_bytes())
+    return int(found[0]) if found else None
+
+
+def check_prebuilt(prebuilt: Path, runtime: tuple[int, ...] | None) -> Path:
+    """``--plugin``: the file exists and links the runtime's libnvinfer major (where both are known)."""
+    if not Path(prebuilt).is_file():
+        raise ExportError(f"--plugin {prebuilt}: no such file")
+    major = linked_nvinfer_major(prebuilt)
+    if runtime is not None and major is not None and major != runtime[0]:
+        raise BackendUnavailable(f"--plugin {prebuilt}: links libnvinfer.so.{major}, but the installed tensorrt is "
+                                 f"{'.'.join(map(str, runtime))}: rebuild it against TensorRT {runtime[0]} headers")
+    return Path(prebuilt)
+
+
+def plugin_library(prebuilt: Path | None, cuda_arch: str, runtime: str | None = None) -> Path:
     """``prebuilt`` (checked) or the plugin built from ``plugins/outlook_attention`` into a cache folder.
 
-    The cache key covers the plugin sources, the TensorRT headers' version file and ``cuda_arch``.
+    ``runtime``: the ``tensorrt`` module's version; the headers must have its major version (see
+    :func:`find_tensorrt_include`). The cache key covers the plugin sources, the TensorRT headers'
+    version file and ``cuda_arch``.
     """
+    rt = parse_version(runtime) if runtime else None
     if prebuilt is not None:
-        if not Path(prebuilt).is_file():
-            raise ExportError(f"--plugin {prebuilt}: no such file")
-        return Path(prebuilt)
-    include = find_tensorrt_include()
+        return check_prebuilt(prebuilt, rt)
+    include = find_tensorrt_include(rt)
     if include is None:
         raise BackendUnavailable(
             "TensorRT headers (NvInfer.h) not found, so the outlook-attention plugin cannot be built here: "
@@ -309,6 +351,10 @@ def plugin_library(prebuilt: Path | None, cuda_arch: str) -> Path:
     found = header_version(include)
     if found is not None:
         check_supported(found)
+    return _build_cached(include, cuda_arch)
+
+
+def _build_cached(include: Path, cuda_arch: str) -> Path:
     h = hashlib.sha256()
     src = plugin_source_dir()
     for p in sorted(src.rglob("*")):
