@@ -23,6 +23,7 @@ from volo_deploy.models.configs import get_config
 
 MODEL, PRECISION = "volo_demo_64", "fp32"
 ONNX, ENGINE = f"{MODEL}_{PRECISION}_trt.onnx", f"{MODEL}_{PRECISION}.engine"
+DS_ONNX, DS_ENGINE = f"{MODEL}_{PRECISION}_ds_trt.onnx", f"{MODEL}_{PRECISION}_ds.engine"
 PLUGIN, LOADER = "libvolo_outlook_plugin.so", "libvolo_outlook_autoload.so"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -231,10 +232,10 @@ def _parse_key_value_groups(text: str) -> dict[str, dict[str, str]]:
 def test_deepstream_config(built):
     cfg_dir = built / "deepstream"
     prop = _parse_key_value_groups((cfg_dir / "config_infer_primary.txt").read_text())["property"]
-    assert prop["network-type"] == "1" and prop["infer-dims"] == "3;64;64" and prop["output-blob-names"] == "logits"
+    assert prop["network-type"] == "1" and prop["infer-dims"] == "3;64;64" and prop["output-blob-names"] == "probs"
     # nvinfer resolves relative paths against the config's folder
-    assert (cfg_dir / prop["onnx-file"]).resolve() == (built / ONNX).resolve()
-    assert (cfg_dir / prop["model-engine-file"]).resolve() == (built / ENGINE).resolve()
+    assert (cfg_dir / prop["onnx-file"]).resolve() == (built / DS_ONNX).resolve()
+    assert (cfg_dir / prop["model-engine-file"]).resolve() == (built / DS_ENGINE).resolve()
     assert (cfg_dir / prop["model-engine-file"]).is_file()  # written by build_engine.sh
     assert (cfg_dir / prop["custom-lib-path"]).resolve() == (built / LOADER).resolve()
     loader_src = (built / "deploy_src/volo_outlook_autoload.cpp").read_text()
@@ -244,8 +245,8 @@ def test_deepstream_config(built):
     t = EvalTransform.for_config(get_config(MODEL))
     scale, offsets = float(prop["net-scale-factor"]), [float(o) for o in prop["offsets"].split(";")]
     x = np.array([0.0, 37.0, 255.0])
-    for c in range(3):  # nvinfer: scale * (x - offset) == ours (x / 255 - mean) / std for the demo's equal stds
-        np.testing.assert_allclose(scale * (x - offsets[c]), (x / 255 - t.mean[c]) / t.std[c], rtol=1e-6, atol=1e-6)
+    for c in range(3):  # nvinfer: scale * (x - offset) == x / 255 - mean; 1/std is in the DeepStream graph
+        np.testing.assert_allclose(scale * (x - offsets[c]), x / 255 - t.mean[c], rtol=1e-12, atol=1e-12)
 
 
 def test_deepstream_single_scale_approximation():
@@ -301,14 +302,17 @@ def test_triton_config(built):
     assert cfg["name"] == [MODEL] and cfg["platform"] == ["tensorrt_plan"] and cfg["max_batch_size"] == [16]
     (inp,), (out,) = cfg["input"], cfg["output"]
     assert inp["name"] == ["input"] and inp["data_type"] == ["TYPE_FP32"] and inp["dims"] == [3, 64, 64]
-    assert out["name"] == ["logits"] and out["dims"] == [10]
-    assert (built / f"triton/{MODEL}/1/model.plan").read_bytes() == (built / ENGINE).read_bytes()
+    assert out["name"] == ["probs"] and out["dims"] == [10]
+    assert cfg["dynamic_batching"][0]["preferred_batch_size"] == [8]
+    assert (built / f"triton/{MODEL}/1/model.plan").read_bytes() == (built / DS_ENGINE).read_bytes()
     readme = (built / "README.md").read_text()
     assert f"LD_PRELOAD=$PWD/{LOADER} tritonserver --model-repository=$PWD/triton" in readme
 
 
 def test_triton_config_fixed_batch():
-    cfg = _parse_pbtxt(configs.triton_config("m", "input", 1, "logits", 10, 224, 1000, 1, dynamic=False))
+    from volo_deploy.export.trt_engine import BatchProfile
+
+    cfg = _parse_pbtxt(configs.triton_config("m", "input", 1, "logits", 10, 224, 1000, BatchProfile(1, 1, 1, False)))
     assert cfg["max_batch_size"] == [0] and cfg["input"][0]["dims"] == [1, 3, 224, 224]
     assert cfg["output"][0]["data_type"] == ["TYPE_FP16"] and cfg["output"][0]["dims"] == [1, 1000]
     assert "dynamic_batching" not in cfg

@@ -86,15 +86,22 @@ def dlopen_path(plugin: str | Path) -> str:
     return text if "/" in text else f"./{text}"
 
 
+#: ``trtexec`` timing flags that TensorRT 11's trtexec reports as deprecated (spin-wait and no
+#: host<->device copies are what it does by default there); given to TensorRT 10 only.
+TRT10_TIMING_FLAGS = ("--useSpinWait", "--noDataTransfers")
+
+
 def bench_command(engine: str, plugin: str, profile: BatchProfile, img_size: int, batch: int | None = None,
-                  warmup_ms: int = 500, iterations: int = 200, trtexec: str = "trtexec") -> list[str]:
-    """``trtexec --loadEngine`` timing line (TensorRT 10.x and 11.x flags): warm-up, fixed iteration count,
-    median/p90/p99, no host<->device copies in the timed loop."""
+                  warmup_ms: int = 500, iterations: int = 200, trtexec: str = "trtexec",
+                  trt_major: int | None = 10) -> list[str]:
+    """``trtexec --loadEngine`` timing line for TensorRT ``trt_major`` (None: without the version-specific
+    flags): warm-up, fixed iteration count, median/p90/p99, no host<->device copies in the timed loop."""
     cmd = [trtexec, f"--loadEngine={engine}", f"--dynamicPlugins={dlopen_path(plugin)}"]
     if profile.dynamic:
         cmd.append(f"--shapes={profile.shape(batch or profile.opt, img_size)}")
-    cmd += [f"--warmUp={warmup_ms}", f"--iterations={iterations}", "--duration=0", "--percentile=50,90,99",
-            "--useSpinWait", "--noDataTransfers"]
+    cmd += [f"--warmUp={warmup_ms}", f"--iterations={iterations}", "--duration=0", "--percentile=50,90,99"]
+    if trt_major is not None and trt_major < 11:
+        cmd += list(TRT10_TIMING_FLAGS)
     return cmd
 
 
@@ -206,7 +213,6 @@ fi
 cp "$BUILD_DIR/{plugin_lib}" "$HERE/{plugin_lib}"
 
 echo "== building {engine} with $TRTEXEC"
-rm -f "$HERE/{engine}"
 {trtexec_line}
 {post_build}echo "== wrote $HERE/{engine}; load it with $HERE/{plugin_lib} (volo-bench --backend trt, or trtexec --loadEngine)"
 """
@@ -221,14 +227,18 @@ def build_script(
     img_size: int,
     workspace_mib: int | None,
     post_build: str = "",
+    more_engines: tuple[tuple[str, str, BatchProfile], ...] = (),
 ) -> tuple[str, list[str]]:
     """``build_engine.sh`` text for the target, and the ``trtexec`` line it runs (relative paths).
 
-    ``post_build``: shell lines run after the engine is written (the bundle copies it for Triton)."""
+    ``more_engines``: (onnx, engine, profile) built after the first with the same precision and
+    workspace (the bundle's DeepStream/Triton graph). ``post_build``: shell lines run after the engines are written."""
     from volo_deploy import __version__
 
     cmd = trtexec_command(onnx_file, PLUGIN_LIB, engine, profile, img_size, precision, workspace_mib)
-    line = '"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in cmd[1:])
+    builds = [(engine, cmd)] + [(e, trtexec_command(o, PLUGIN_LIB, e, p, img_size, precision, workspace_mib))
+                                for o, e, p in more_engines]
+    line = "\n".join(f'rm -f "$HERE/{e}"\n"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in c[1:]) for e, c in builds)
     text = _SCRIPT.format(
         model=model_name, precision=precision, version=__version__, script=SCRIPT_NAME, src_dir=PLUGIN_SRC_DIR,
         plugin_name=f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION}", plugin_lib=PLUGIN_LIB, engine=engine,
