@@ -320,9 +320,13 @@ def test_triton_config_fixed_batch():
 
 FAKE_TENSORRT = '''
 """Stand-in for the tensorrt module: records calls; the 'engine' computes logits = W @ mean-pooled input."""
+import os
 import numpy as np
 MEMORY = {}
 CALLS = {"load_library": [], "shapes": []}
+# The batch range the engine accepts, and the one its get_tensor_profile_shape reports (normally equal).
+ACCEPTS = tuple(int(b) for b in os.environ.get("FAKE_PROFILE", "1,8,16").split(","))
+REPORTS = tuple(int(b) for b in os.environ.get("FAKE_REPORTED", os.environ.get("FAKE_PROFILE", "1,8,16")).split(","))
 W = np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32)
 
 class Logger:
@@ -352,7 +356,10 @@ class _Context:
         self.addr, self.shape = {}, None
     def set_input_shape(self, name, shape):
         CALLS["shapes"].append(tuple(shape))
+        if not ACCEPTS[0] <= shape[0] <= ACCEPTS[2]:
+            return False  # what TensorRT does outside the profile (and logs an error)
         self.shape = tuple(shape)
+        return True
     def get_tensor_shape(self, name):
         return (self.shape[0], 10)
     def set_tensor_address(self, name, ptr):
@@ -372,6 +379,8 @@ class _Engine:
         return (-1, 3, 64, 64) if name == "input" else (-1, 10)
     def get_tensor_dtype(self, name):
         return DataType.FLOAT
+    def get_tensor_profile_shape(self, name, profile):
+        return [(b, 3, 64, 64) for b in REPORTS]
     def create_execution_context(self):
         return _Context()
 
@@ -434,6 +443,33 @@ def test_infer_py_with_stand_in_tensorrt(built, images, tmp_path):
         assert float(top[0][0]) == pytest.approx(p.max(), abs=1e-4)
 
 
+def test_infer_py_pads_up_to_the_profile_min(built, images, tmp_path, monkeypatch):
+    """An engine built with --min-batch 4: one image is padded to 4 and its own logits are reported."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "tensorrt.py").write_text(FAKE_TENSORRT)
+    monkeypatch.setenv("FAKE_PROFILE", "4,8,16")
+    proc = _run_blocked(DRIVER, tmp_path, str(fake), str(built), str(images[0]))
+    assert json.loads(proc.stdout.split("CALLS=")[1])["shapes"] == [[4, 3, 64, 64]] * 2
+    w = np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32)
+    logits = w @ EvalTransform.for_config(get_config(MODEL)).load(images[0]).mean(axis=(1, 2))
+    top = proc.stdout.split("CALLS=")[0].strip().split("\n")[1].split()
+    assert int(top[1]) == int(np.argmax(logits))
+
+
+def test_infer_py_shape_refused_is_one_line(built, images, tmp_path):
+    """set_input_shape's False (a shape outside the profile) is an error line, not a crash further on."""
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake/tensorrt.py").write_text(FAKE_TENSORRT)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "FAKE_PROFILE": "4,8,16",
+           "FAKE_REPORTED": "1,8,16"}
+    proc = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS + DRIVER, str(tmp_path / "fake"), str(built),
+                           str(images[0])], capture_output=True, text=True, cwd=tmp_path, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "refused input shape (1, 3, 64, 64)" in lines[0]
+
+
 def test_infer_py_bad_image_is_one_line(built, tmp_path):
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake/tensorrt.py").write_text(FAKE_TENSORRT)
@@ -461,3 +497,63 @@ def test_target_trt_below_10_refused(tmp_path, capsys):
     assert rc == 2 and "--target-trt 'ten'" in capsys.readouterr().err
     rc = export_cli(["--backend", "trt", "--target-trt", "10.3", "--output", str(tmp_path)])
     assert rc == 2 and "--target-trt applies to --emit-only" in capsys.readouterr().err
+
+
+def _with_loader_tools(tmp_path: Path, env: dict[str, str], gxx_rc: int) -> dict[str, str]:
+    """A g++ stand-in (records its argv, exits ``gxx_rc``), libnvinfer.so under TENSORRT_ROOT, CUDA under CUDA_HOME."""
+    gxx = tmp_path / "bin/g++"
+    gxx.write_text(f"#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG.gxx\"\nexit {gxx_rc}\n")
+    gxx.chmod(0o755)
+    (tmp_path / "trt/lib").mkdir(parents=True)
+    (tmp_path / "trt/lib/libnvinfer.so").write_text("")
+    (tmp_path / "cuda-13.0/include").mkdir(parents=True)
+    (tmp_path / "cuda-13.0/include/cuda_runtime_api.h").write_text("")
+    return {**env, "CUDA_HOME": str(tmp_path / "cuda-13.0")}
+
+
+def test_build_engine_finds_cuda_headers_from_cuda_home(bundle, tmp_path, fake_trt_tools):
+    env = _with_loader_tools(tmp_path, fake_trt_tools(tmp_path, TRT1013), gxx_rc=0)
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args = (tmp_path / "log.gxx").read_text().splitlines()
+    assert str(tmp_path / "cuda-13.0/include") in args and "/usr/local/cuda/include" not in args
+    assert f"built {bundle}/{LOADER}" in proc.stdout
+
+
+def test_build_engine_never_fails_after_the_engine_is_written(bundle, tmp_path, fake_trt_tools):
+    env = _with_loader_tools(tmp_path, fake_trt_tools(tmp_path, TRT1013), gxx_rc=1)
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"warning: compiling {LOADER} failed" in proc.stderr and (bundle / DS_ENGINE).is_file()
+
+
+@pytest.mark.parametrize("banner, deprecated", [("v100300", True), ("v110400", False)])
+def test_bench_engine_timing_flags_follow_the_trtexec_version(built, tmp_path, fake_trt_tools, banner, deprecated):
+    """--useSpinWait/--noDataTransfers: given to trtexec 10, not to 11 (deprecated there)."""
+    env = fake_trt_tools(tmp_path)
+    trtexec = tmp_path / "bin/trtexec"
+    trtexec.write_text(f"#!/usr/bin/env bash\nif [[ \"$1\" == --help ]]; then echo '[TensorRT {banner}]'; exit 0; fi\n"
+                       + trtexec.read_text().split("\n", 1)[1])
+    proc = subprocess.run(["bash", str(built / "bench_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args = set((tmp_path / "log.trtexec").read_text().splitlines())
+    flags = {"--useSpinWait", "--noDataTransfers"} & args
+    assert flags == ({"--useSpinWait", "--noDataTransfers"} if deprecated else set())
+
+
+def test_min_batch_above_one_serving_engine_starts_at_one(tmp_path):
+    """--min-batch 4: infer.py's engine keeps min 4; the DeepStream/Triton engine is built from batch 1."""
+    out = tmp_path / "b"
+    assert export_cli(["--backend", "trt", "--emit-only", "--dynamic-batch", "--min-batch", "4", "--max-batch", "16",
+                       "--output", str(out)]) == 0
+    lines = {}
+    for line in _command_lines((out / "build_engine.sh").read_text()):
+        for word in line:
+            if word.startswith("--saveEngine="):
+                lines[word.split("=", 1)[1]] = line
+    assert "--minShapes=input:4x3x64x64" in lines[ENGINE]
+    assert "--minShapes=input:1x3x64x64" in lines[DS_ENGINE]
+    with pytest.raises(ValueError, match="must start at batch 1"):
+        from volo_deploy.export.trt_engine import BatchProfile
+
+        configs.triton_config("m", "input", 1, "probs", 1, 64, 10, BatchProfile(4, 8, 16, True))

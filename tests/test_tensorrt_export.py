@@ -275,3 +275,31 @@ def test_prebuilt_plugin_must_link_the_runtime_libnvinfer(tmp_path):
     with pytest.raises(BackendUnavailable, match=r"links libnvinfer\.so\.10, but the installed tensorrt is 11\.1"):
         trt_engine.plugin_library(lib, "90", "11.1.0")
     assert trt_engine.plugin_library(lib, "90", "10.16.1") == lib
+
+
+def test_runner_pads_below_the_profile_min_and_checks_set_input_shape():
+    """--min-batch 4: a batch of 1 is padded to 4 (and cut back); set_input_shape's False is a clear error."""
+    import numpy as np
+
+    from volo_deploy.backends.tensorrt_backend import pad_to_min, set_input_shape
+    from volo_deploy.errors import BadInputError
+
+    x = np.arange(2 * 3, dtype=np.float32).reshape(2, 3, 1, 1)
+    padded, n = pad_to_min(x, 4)
+    assert n == 2 and padded.shape == (4, 3, 1, 1) and (padded[2:] == x[1]).all()
+    assert pad_to_min(x, 1)[0] is x
+
+    class Context:
+        def __init__(self, ok: bool) -> None:
+            self.ok, self.shapes = ok, []
+
+        def set_input_shape(self, name, shape):
+            self.shapes.append((name, shape))
+            return self.ok
+
+    ok = Context(True)
+    set_input_shape(ok, "input", (4, 3, 64, 64), Path("m.engine"), (4, 16))
+    assert ok.shapes == [("input", (4, 3, 64, 64))]
+    with pytest.raises(BadInputError, match=r"m\.engine: TensorRT refused input shape \(2, 3, 64, 64\) "
+                                            r"\(engine batch 4\.\.16"):
+        set_input_shape(Context(False), "input", (2, 3, 64, 64), Path("m.engine"), (4, 16))
