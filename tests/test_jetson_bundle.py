@@ -557,3 +557,63 @@ def test_min_batch_above_one_serving_engine_starts_at_one(tmp_path):
         from volo_deploy.export.trt_engine import BatchProfile
 
         configs.triton_config("m", "input", 1, "probs", 1, 64, 10, BatchProfile(4, 8, 16, True))
+
+
+CHECK_DRIVER = DRIVER.replace("import infer, tensorrt", "import check_engine, tensorrt").replace(
+    "infer.main(", "check_engine.main(")
+
+
+def _stand_in_logits(inputs: np.ndarray) -> np.ndarray:
+    """What the stand-in engine computes (FAKE_TENSORRT's W @ mean-pooled input)."""
+    return inputs.mean(axis=(2, 3)) @ np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32).T
+
+
+def test_reference_inputs_are_the_eval_transform_and_logits_fp32_pytorch(built):
+    from volo_deploy.data.samples import validation_batch
+    from volo_deploy.export.validate import torch_logits
+    from volo_deploy.models import demo_checkpoint, load_model
+
+    meta = json.loads((built / "bundle.json").read_text())
+    assert meta["check"]["tolerance"] == {"max_abs": 1e-3, "min_cosine": 0.99999}  # fp32's export limits
+    with np.load(built / meta["check"]["file"]) as ref:
+        inputs, logits = ref["inputs"], ref["logits"]
+    assert inputs.dtype == np.float32 and inputs.shape == (meta["check"]["images"], 3, 64, 64)
+    np.testing.assert_array_equal(inputs, validation_batch(get_config(MODEL), None, n=len(inputs)))
+    np.testing.assert_allclose(logits, torch_logits(load_model(demo_checkpoint())[0], inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_check_engine_passes_and_fails_on_the_tolerance(built, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built, bundle)
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake/tensorrt.py").write_text(FAKE_TENSORRT)
+    ref_file = bundle / "check/reference.npz"
+    with np.load(ref_file) as ref:
+        inputs = ref["inputs"]
+    logits = _stand_in_logits(inputs)
+    np.savez(ref_file, inputs=inputs, logits=logits)  # the stand-in engine is the reference: within tolerance
+    proc = _run_blocked(CHECK_DRIVER, tmp_path, str(tmp_path / "fake"), str(bundle))
+    assert f"{ENGINE}: {len(inputs)} reference images vs FP32 PyTorch: max abs" in proc.stdout
+    logits[3, 0] += 0.01  # past fp32's max abs 1e-3
+    np.savez(ref_file, inputs=inputs, logits=logits)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS + CHECK_DRIVER, str(tmp_path / "fake"), str(bundle)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "past the export's tolerance: max abs error 0.01" in line
+
+
+def test_build_engine_runs_check_engine_last_and_fails_on_it(bundle, tmp_path, fake_trt_tools):
+    env = fake_trt_tools(tmp_path, TRT1013)
+    py = tmp_path / "bin/python3"  # "tensorrt importable", and check_engine.py reports a failure
+    py.write_text("#!/usr/bin/env bash\necho \"python3 $*\" >> \"$FAKE_LOG.py\"\n[[ \"$1\" == -c ]] && exit 0\nexit 1\n")
+    py.chmod(0o755)
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and f"error: {bundle}/{ENGINE} is past the export's tolerance" in proc.stderr
+    assert (tmp_path / "log.py").read_text().splitlines()[-1] == f"python3 {bundle}/check_engine.py"
+    py.unlink()  # no python3 with tensorrt: a warning, the build succeeds
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "warning: check_engine.py not run" in proc.stderr

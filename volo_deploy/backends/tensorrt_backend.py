@@ -135,6 +135,23 @@ def set_input_shape(context, name: str, shape: tuple[int, ...], engine: Path, ba
                             f"{batches[0]}..{batches[1]}, image {shape[1:]}); see the TensorRT log")
 
 
+def check_reference(model, request: ExportRequest, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The export's first ``n`` validation images (preprocessed) and their FP32 PyTorch logits."""
+    from volo_deploy.data.samples import validation_batch
+    from volo_deploy.export.validate import torch_logits
+
+    x = validation_batch(model.cfg, request.val_data, n=min(n, request.n_validate))
+    return x, torch_logits(model, x)
+
+
+def export_tolerance(request: ExportRequest) -> dict[str, float]:
+    """The limits the export validates with (the request's, else the precision's default), as a dict."""
+    from volo_deploy.export.validate import DEFAULT_TOLERANCES
+
+    tol = request.tolerance or DEFAULT_TOLERANCES[request.precision]
+    return {k: v for k, v in asdict(tol).items() if v is not None}
+
+
 class TensorRtRunner(Runner):
     """Runs a serialized engine on torch CUDA tensors (``execute_async_v3``); float32 logits out."""
 
@@ -294,10 +311,11 @@ class TensorRtBackend(Backend):
     def emit_bundle(self, model, request: ExportRequest, options: TrtOptions, profile, staged: Path,
                     onnx_name: str, model_file: str) -> ExportArtifacts:
         """``--emit-only``: the deployment bundle instead of an engine; nothing to validate here."""
-        from volo_deploy.export.jetson_bundle import NOT_VALIDATED, write_bundle
+        from volo_deploy.export.jetson_bundle import CHECK_IMAGES, NOT_VALIDATED, write_bundle
 
         files, details = write_bundle(staged, model.cfg, onnx_name=onnx_name, precision=request.precision,
-                                      profile=profile, workspace_mib=options.workspace_mib,
+                                      profile=profile, reference=check_reference(model, request, CHECK_IMAGES),
+                                      tolerance=export_tolerance(request), workspace_mib=options.workspace_mib,
                                       target_trt=options.target_trt)
         return ExportArtifacts(files, details, Skip(NOT_VALIDATED))
 

@@ -10,6 +10,9 @@ Layout (``<m>`` = model name, ``<p>`` = precision)::
     bench_engine.sh             trtexec timing of the built engine
     infer.py, preprocess.py     top-5 with tensorrt + numpy + Pillow; preprocess.py is generated
                                 from volo_deploy/data/transforms.py (same source, same parameters)
+    check_engine.py, check/     the built engine vs FP32 PyTorch logits of reference inputs (run last
+                                by build_engine.sh; exits 1 past the export's tolerance)
+    <m>_<p>_ds_trt.onnx         DeepStream/Triton graph (1/std folded in, softmax out; trt_deepstream)
     labels.txt, bundle.json     class names (one per line), what infer.py needs to know
     deepstream/                 nvinfer config (classifier) + its ';'-separated labels file
     triton/<m>/config.pbtxt     tensorrt_plan model; the engine goes to triton/<m>/1/model.plan
@@ -33,6 +36,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 BENCH_NAME = "bench_engine.sh"
 AUTOLOAD_SRC = "deploy_src/volo_outlook_autoload.cpp"
 AUTOLOAD_LIB = "libvolo_outlook_autoload.so"  # registers the plugin when dlopen'ed / LD_PRELOADed
+REFERENCE_FILE = "check/reference.npz"  # check_engine.py's inputs and FP32 PyTorch logits
+CHECK_IMAGES = 8  # reference images at most (the export's validation images)
 
 _BENCH = r"""#!/usr/bin/env bash
 # Time {engine} with trtexec (TensorRT 10.x and 11.x flags). Build it first: ./build_engine.sh
@@ -79,6 +84,18 @@ if [[ -n "$trt_inc" && -n "$nvinfer_dir" && -n "$cuda_inc" ]] && command -v g++ 
 else
   echo "warning: {autoload} not built (needs g++, NvInferRuntime.h, libnvinfer.so and CUDA's cuda_runtime_api.h: set CUDA_HOME); DeepStream and Triton need it" >&2
 fi
+# Last: the engine against the FP32 PyTorch logits stored at export (fails the build past tolerance).
+if [[ "${{VOLO_SKIP_CHECK:-0}}" == 1 ]]; then
+  echo "warning: check_engine.py skipped (VOLO_SKIP_CHECK=1)" >&2
+elif command -v python3 >/dev/null 2>&1 && python3 -c "import tensorrt, numpy" >/dev/null 2>&1; then
+  echo "== checking {engine} on the reference images (check_engine.py)"
+  if ! python3 "$HERE/check_engine.py"; then
+    echo "error: $HERE/{engine} is past the export's tolerance (check_engine.py above); do not deploy it" >&2
+    exit 1
+  fi
+else
+  echo "warning: check_engine.py not run (needs python3 with tensorrt and numpy); run it before deploying" >&2
+fi
 """
 
 
@@ -121,9 +138,11 @@ NOT_VALIDATED = ("--emit-only: no engine is built here; run build_engine.sh on t
 
 
 def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt_engine.BatchProfile,
-                 workspace_mib: int | None = None, target_trt: str | None = None) -> tuple[list[str], dict[str, Any]]:
+                 reference: tuple[Any, Any], tolerance: dict[str, float], workspace_mib: int | None = None,
+                 target_trt: str | None = None) -> tuple[list[str], dict[str, Any]]:
     """Write the bundle next to the staged ``onnx_name``; returns (files written, relative to ``staged``;
-    manifest details)."""
+    manifest details). ``reference``: (inputs, FP32 PyTorch logits) for ``check_engine.py``, which
+    applies ``tolerance`` (the export's limits, :class:`~volo_deploy.export.validate.Tolerance` fields)."""
     from volo_deploy import __version__
 
     name, img = cfg.name, cfg.img_size
@@ -135,13 +154,15 @@ def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt
     files = [str(p.relative_to(staged)) for p in
              trt_engine.copy_plugin_sources(staged / trt_engine.PLUGIN_SRC_DIR)] + [ds_onnx]
     post = _POST_BUILD.format(triton_dir=triton_dir, triton_engine=ds_engine, autoload_src=AUTOLOAD_SRC,
-                              autoload=AUTOLOAD_LIB)
+                              autoload=AUTOLOAD_LIB, engine=engine)
     text, cmd = trt_engine.build_script(name, precision, onnx_name, engine, profile, img, workspace_mib, post,
                                         more_engines=((ds_onnx, ds_engine, serving_profile(profile)),))
     files.append(_write(staged, trt_engine.SCRIPT_NAME, text, executable=True))
     files.append(_write(staged, BENCH_NAME, _bench_script(engine, profile, img), executable=True))
     files.append(_write(staged, AUTOLOAD_SRC, (TEMPLATES / "volo_outlook_autoload.cpp").read_text()))
     files.append(_write(staged, "infer.py", (TEMPLATES / "infer.py").read_text(), executable=True))
+    files.append(_write(staged, "check_engine.py", (TEMPLATES / "check_engine.py").read_text(), executable=True))
+    files.append(_write_reference(staged, *reference))
     files.append(_write(staged, "preprocess.py", configs.preprocess_source(name, t)))
     labels = configs.class_labels(cfg.num_classes)
     files.append(_write(staged, "labels.txt", "\n".join(labels) + "\n"))
@@ -153,6 +174,7 @@ def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt
         serving_profile(profile))))
     meta = {"model": name, "precision": precision, "onnx_file": onnx_name, "engine_file": engine,
             "plugin_lib": PLUGIN_LIB, "labels_file": "labels.txt", "input": io["input"], "output": io["output"],
+            "check": {"file": REFERENCE_FILE, "images": int(len(reference[0])), "tolerance": tolerance},
             "deepstream_onnx": ds_onnx, "deepstream_engine": ds_engine, "deepstream_std": ds_how,
             "img_size": img, "num_classes": cfg.num_classes, "target_trt": target_trt, "volo_deploy": __version__,
             "batch_profile": dataclasses.asdict(profile)}
@@ -164,6 +186,16 @@ def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt
         "trtexec": " ".join(cmd),
         "bundle": {"files": len(files) + 1, "target_trt": target_trt},
     }
+
+
+def _write_reference(staged: Path, inputs, logits) -> str:
+    """``check/reference.npz``: preprocessed float32 inputs and their FP32 PyTorch logits."""
+    import numpy as np
+
+    (staged / REFERENCE_FILE).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(staged / REFERENCE_FILE, inputs=np.asarray(inputs, np.float32),
+                        logits=np.asarray(logits, np.float32))
+    return REFERENCE_FILE
 
 
 def serving_profile(profile: trt_engine.BatchProfile) -> trt_engine.BatchProfile:
