@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -237,6 +238,10 @@ def test_deepstream_config(built):
     assert (cfg_dir / prop["onnx-file"]).resolve() == (built / DS_ONNX).resolve()
     assert (cfg_dir / prop["model-engine-file"]).resolve() == (built / DS_ENGINE).resolve()
     assert (cfg_dir / prop["model-engine-file"]).is_file()  # written by build_engine.sh
+    meta = json.loads((built / "bundle.json").read_text())
+    assert meta["deepstream_std"].startswith("folded into ")  # the stem conv (a Shape node also reads input)
+    ds = onnx.load(str(built / DS_ONNX))
+    assert [o.name for o in ds.graph.output] == ["probs"] and ds.graph.node[-1].op_type == "Softmax"
     assert (cfg_dir / prop["custom-lib-path"]).resolve() == (built / LOADER).resolve()
     loader_src = (built / "deploy_src/volo_outlook_autoload.cpp").read_text()
     assert f'"{PLUGIN}"' in loader_src and "loadLibrary" in loader_src

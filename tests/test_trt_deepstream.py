@@ -26,6 +26,7 @@ def _graph(weight_via_node: bool, dtype=np.float32) -> onnx.ModelProto:
     if weight_via_node:  # like DequantizeLinear -> Conv in a Q/DQ graph: not a plain initializer
         nodes.append(helper.make_node("Identity", ["w"], ["w_dq"]))
         conv_w = "w_dq"
+    nodes.append(helper.make_node("Shape", ["input"], ["input_shape"]))  # as a dynamic-batch export has
     nodes += [helper.make_node("Conv", ["input", conv_w, "b"], ["c"], pads=[1, 1, 1, 1], name="stem"),
               helper.make_node("GlobalAveragePool", ["c"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
               helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1)]

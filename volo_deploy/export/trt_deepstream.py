@@ -33,7 +33,7 @@ def _first_conv(graph: "onnx.GraphProto"):
     import onnx
 
     inp = graph.input[0].name
-    consumers = [n for n in graph.node if inp in n.input]
+    consumers = [n for n in graph.node if inp in n.input and n.op_type != "Shape"]  # Shape reads no values
     if len(consumers) != 1 or consumers[0].op_type != "Conv" or consumers[0].input[0] != inp:
         return None, None
     weight = next((t for t in graph.initializer if t.name == consumers[0].input[1]), None)
