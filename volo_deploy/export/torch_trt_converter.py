@@ -21,7 +21,6 @@ from typing import Any, Callable
 import numpy as np
 
 from volo_deploy.errors import ExportError
-from volo_deploy.export.trt_surgery import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 OP_ARGS = ("kernel_size", "padding", "stride", "num_heads", "scale")
 TRT_MODULE_PREFIX = "_run_on_acc"  # Torch-TensorRT's name for TensorRT submodules ("_run_on_gpu" runs torch)
@@ -60,6 +59,8 @@ def _collection_type(trt) -> type:
 
 def add_outlook_plugin(trt, network, v, attn, attrs: dict[str, Any], name: str):
     """Add our plugin on TensorRT tensors ``v``, ``attn`` to ``network``; returns its output tensor."""
+    from volo_deploy.export.trt_surgery import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION  # imports torch
+
     creator = trt.get_plugin_registry().get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
     if creator is None:
         raise ExportError(f"TensorRT plugin {PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION} is not registered: "

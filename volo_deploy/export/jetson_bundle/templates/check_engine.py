@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None, trt=None, cuda=None) -> int:
     check = meta["check"]
     with np.load(HERE / check["file"]) as ref:
         inputs, logits = ref["inputs"], ref["logits"]
-    engine = infer.Engine(args.engine, args.plugin, trt=trt, cuda=cuda)
-    stats = compare(logits, engine.run(inputs))
+    net = infer.Engine(args.engine, args.plugin, trt=trt, cuda=cuda)
+    stats = compare(logits, net.run(inputs))
     rc = report(args.engine.name, stats, violations(stats, check["tolerance"]), len(inputs), meta["precision"])
     if args.polygraphy:
         poly = polygraphy_outputs(args.engine, args.plugin, inputs, meta)

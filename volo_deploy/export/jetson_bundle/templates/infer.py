@@ -171,13 +171,13 @@ def main(argv: list[str] | None = None, trt=None, cuda=None) -> int:
     args = ap.parse_args(argv)
     labels = args.labels.read_text().splitlines() if args.labels.is_file() else []
     inputs = [(p, _load(p)) for p in args.images]
-    engine = Engine(args.engine, args.plugin, trt=trt, cuda=cuda)
-    engine.run(inputs[0][1])  # warm-up: first-run allocations are not the model's latency
+    net = Engine(args.engine, args.plugin, trt=trt, cuda=cuda)
+    net.run(inputs[0][1])  # warm-up: first-run allocations are not the model's latency
     for path, x in inputs:
         t0 = time.perf_counter()
-        logits = engine.run(x)[0]
+        logits = net.run(x)[0]
         ms = (time.perf_counter() - t0) * 1e3
-        print(f"{path}: {ms:.2f} ms (copy in + execute + copy out, batch {engine.min_batch})")
+        print(f"{path}: {ms:.2f} ms (copy in + execute + copy out, batch {net.min_batch})")
         for cls, prob in top_k(logits, args.top):
             name = labels[cls] if cls < len(labels) else str(cls)
             print(f"  {prob:7.4f}  {cls:4d}  {name}")
