@@ -192,3 +192,175 @@ def test_tensorrt_11_removed_what_we_no_longer_use(stub_bindings):
     flag = [{"path": "BuilderFlag.FP16", "where": "test"}]
     assert _run_checker(stub_bindings, _wheel(TRT_WHEELS[0][0]), flag)["problems"] == []
     assert len(_run_checker(stub_bindings, _wheel(TRT_WHEELS[2][0]), flag)["problems"]) == 1
+
+
+# ---- torch_tensorrt: our keywords against the real signatures (sources parsed, no install) ----------
+
+TORCH_TRT = ["2.5.0", "2.10.0", "2.14.0"]  # oldest supported, first to re-trace on save, newest
+
+
+def _sources(wheel: Path) -> dict[str, str]:
+    with zipfile.ZipFile(wheel) as z:
+        return {n: z.read(n).decode() for n in z.namelist() if n.startswith("torch_tensorrt/") and n.endswith(".py")}
+
+
+def _function(source: str, name: str, cls: str | None = None) -> ast.FunctionDef:
+    tree = ast.parse(source)
+    scope = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls) if cls else tree
+    return next(n for n in ast.walk(scope) if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def _stand_in(fn: ast.FunctionDef):
+    """A Python function with ``fn``'s parameters (defaults None, no annotations): what inspect sees."""
+    args = fn.args
+    for a in args.posonlyargs + args.args + args.kwonlyargs + [x for x in (args.vararg, args.kwarg) if x]:
+        a.annotation = None
+    args.defaults = [ast.Constant(None) for _ in args.defaults]
+    args.kw_defaults = [None if d is None else ast.Constant(None) for d in args.kw_defaults]
+    module = ast.Module([ast.FunctionDef(fn.name, args, [ast.Pass()], [], None, type_params=[])], [])
+    scope: dict = {}
+    exec(compile(ast.fix_missing_locations(module), "<stand-in>", "exec"), scope)  # noqa: S102
+    return scope[fn.name]
+
+
+def _named(fn) -> set[str]:
+    import inspect
+
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+@pytest.mark.parametrize("version", TORCH_TRT)
+def test_torch_tensorrt_compile_and_save_keywords(version):
+    """Every keyword we pass to compile/save is a named parameter there (not swallowed by **kwargs), and a
+    dynamic batch survives save: dynamic_shapes where it exists, else no re-trace."""
+    import torch
+
+    from volo_deploy.backends.torch_tensorrt_backend import _compile_kwargs, save_kwargs
+
+    src = _sources(_wheel(f"torch_tensorrt-{version}-*.whl"))
+    save = _stand_in(_function(src["torch_tensorrt/_compile.py"], "save"))
+    comp = _stand_in(_function(src["torch_tensorrt/dynamo/_compiler.py"], "compile"))
+    example = torch.zeros(2, 3, 8, 8)
+    for dynamic in (False, True):
+        kw = save_kwargs(save, example, dynamic, 16)
+        assert set(kw) <= _named(save), (version, set(kw) - _named(save))
+        if dynamic and "dynamic_shapes" not in kw:
+            assert kw.get("retrace") is False, (version, kw)
+    for precision in ("fp32", "fp16"):
+        kw = _compile_kwargs(comp, precision)
+        assert set(kw) <= _named(comp), (version, set(kw) - _named(comp))
+    assert {"arg_inputs", "min_block_size"} <= _named(comp)
+    assert _named(_stand_in(_function(src["torch_tensorrt/_compile.py"], "load"))) >= {"file_path"}
+
+
+@pytest.mark.parametrize("version", TORCH_TRT)
+def test_torch_tensorrt_converter_registration(version):
+    """dynamo_tensorrt_converter(key, supports_dynamic_shapes=...), get_trt_tensor(ctx, value, name), Input's
+    min/opt/max shapes, and the names our fallback check looks for, in the real sources."""
+    src = _sources(_wheel(f"torch_tensorrt-{version}-*.whl"))
+    reg = _stand_in(_function(src["torch_tensorrt/dynamo/conversion/_ConverterRegistry.py"],
+                              "dynamo_tensorrt_converter"))
+    assert {"key", "supports_dynamic_shapes"} <= _named(reg)
+    registry = src["torch_tensorrt/dynamo/conversion/_ConverterRegistry.py"]
+    assert "from ._ConverterRegistry import *" in src["torch_tensorrt/dynamo/conversion/__init__.py"]
+    assert "__all__" not in registry or "dynamo_tensorrt_converter" in registry.split("__all__")[1][:2000]
+    trt_tensor = _function(src["torch_tensorrt/dynamo/conversion/converter_utils.py"], "get_trt_tensor")
+    assert [a.arg for a in trt_tensor.args.args[:3]] == ["ctx", "input_val", "name"]
+    init = _stand_in(_function(src["torch_tensorrt/_Input.py"], "__init__", cls="Input"))
+    assert "kwargs" in str(__import__("inspect").signature(init)) or {"min_shape", "max_shape"} <= _named(init)
+    from volo_deploy.export.torch_trt_converter import TRT_MODULE_PREFIX, TRT_MODULE_TYPES
+
+    text = "\n".join(src.values())
+    assert f'"{TRT_MODULE_PREFIX}' in text or f"'{TRT_MODULE_PREFIX}" in text
+    assert any(f"class {t}(" in text for t in TRT_MODULE_TYPES)
+
+
+# ---- Triton: config.pbtxt parsed with tritonclient's ModelConfig ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_config(tmp_path_factory):
+    """``inference.ModelConfig`` from the tritonclient wheel's generated ``model_config_pb2`` (protobuf only)."""
+    import importlib.util
+
+    wheel = _wheel("tritonclient-*.whl")
+    out = tmp_path_factory.mktemp("tritonclient")
+    with zipfile.ZipFile(wheel) as z:
+        path = Path(z.extract("tritonclient/grpc/model_config_pb2.py", out))
+    spec = importlib.util.spec_from_file_location("volo_test_model_config_pb2", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001  (protobuf runtime older than the generated code, or missing)
+        pytest.skip(f"{wheel.name}: model_config_pb2 does not import here: {type(exc).__name__}: {exc}")
+    return module.ModelConfig
+
+
+def _parse_model_config(model_config, text: str):
+    from google.protobuf import text_format
+
+    return text_format.Parse(text, model_config())  # raises on any unknown field or bad value
+
+
+def test_triton_config_parses_as_model_config(model_config):
+    from volo_deploy.export.jetson_bundle import configs
+    from volo_deploy.export.trt_engine import BatchProfile
+
+    cfg = _parse_model_config(model_config, configs.triton_config(
+        "volo_demo_64", "input", 1, "probs", 1, 64, 10, BatchProfile(1, 8, 16, True)))
+    assert (cfg.name, cfg.platform, cfg.max_batch_size) == ("volo_demo_64", "tensorrt_plan", 16)
+    assert list(cfg.dynamic_batching.preferred_batch_size) == [8]
+    assert cfg.input[0].data_type == model_config.DESCRIPTOR.fields_by_name["input"].message_type.fields_by_name[
+        "data_type"].enum_type.values_by_name["TYPE_FP32"].number
+    assert (list(cfg.input[0].dims), cfg.output[0].name, list(cfg.output[0].dims)) == ([3, 64, 64], "probs", [10])
+    fixed = _parse_model_config(model_config, configs.triton_config(
+        "m", "input", 10, "probs", 10, 224, 1000, BatchProfile(4, 4, 4, False)))
+    assert fixed.max_batch_size == 0 and list(fixed.input[0].dims) == [4, 3, 224, 224]
+    assert not fixed.HasField("dynamic_batching")
+    with pytest.raises(Exception, match="preferred_batch_sizes"):  # the parser does refuse unknown fields
+        _parse_model_config(model_config, "dynamic_batching { preferred_batch_sizes: [ 8 ] }")
+
+
+# ---- DeepStream: the nvinfer config's keys against the documented set ---------------------------
+
+# [property] keys of Gst-nvinfer's config file ("Gst-nvinfer File Configuration Specifications", NVIDIA
+# DeepStream SDK developer guide, Gst-nvinfer plugin page): the ones we write and their neighbours.
+NVINFER_PROPERTY_KEYS = frozenset("""
+gpu-id net-scale-factor offsets model-color-format model-file proto-file onnx-file model-engine-file
+int8-calib-file uff-file tlt-encoded-model tlt-model-key labelfile-path mean-file batch-size network-mode
+network-type process-mode num-detected-classes gie-unique-id operate-on-gie-id operate-on-class-ids interval
+custom-lib-path parse-classifier-func-name parse-bbox-func-name engine-create-func-name classifier-threshold
+classifier-async-mode classifier-type secondary-reinfer-interval output-blob-names output-tensor-meta
+infer-dims network-input-order maintain-aspect-ratio symmetric-padding scaling-filter scaling-compute-hw
+workspace-size force-implicit-batch-dim enable-dla use-dla-core cluster-mode filter-out-class-ids
+input-object-min-width input-object-min-height input-object-max-width input-object-max-height
+segmentation-threshold segmentation-output-order output-io-formats layer-device-precision
+input-tensor-from-meta crop-objects-to-roi-boundary disable-output-host-copy output-instance-mask
+parse-bbox-instance-mask-func-name custom-network-config uff-input-order uff-input-blob-name
+""".split())
+# Documented values of the enumerated keys we set.
+NVINFER_VALUES = {"network-mode": {"0", "1", "2", "3"}, "network-type": {"0", "1", "2", "3", "100"},
+                  "process-mode": {"1", "2"}, "model-color-format": {"0", "1", "2"},
+                  "network-input-order": {"0", "1"}, "maintain-aspect-ratio": {"0", "1"},
+                  "scaling-filter": {"0", "1", "2", "3", "4"}}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_deepstream_keys_are_documented(precision):
+    from volo_deploy.data.transforms import EvalTransform
+    from volo_deploy.export.jetson_bundle import configs
+    from volo_deploy.models.configs import get_config
+
+    t = EvalTransform.for_config(get_config("volo_d1_224"))
+    text = configs.deepstream_config("volo_d1_224", precision, "m_ds_trt.onnx", "m_ds.engine", "libx.so",
+                                     "labels.txt", t, 4, "probs")
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert lines[0] == "[property]"
+    prop = dict(ln.split("=", 1) for ln in lines[1:])
+    assert len(prop) == len(lines) - 1 == 19  # no duplicate key
+    assert set(prop) <= NVINFER_PROPERTY_KEYS, set(prop) - NVINFER_PROPERTY_KEYS
+    for key, allowed in NVINFER_VALUES.items():
+        assert prop[key] in allowed, (key, prop[key])
+    assert len(prop["offsets"].split(";")) == 3 and prop["infer-dims"] == "3;224;224"
+    assert float(prop["net-scale-factor"]) == pytest.approx(1 / 255, rel=1e-12)
+    assert 0.0 <= float(prop["classifier-threshold"]) < 1.0
