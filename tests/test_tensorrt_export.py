@@ -134,7 +134,10 @@ def _check_emit_output(out: Path, model: str, precision: str, tmp_path: Path, fa
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "-DCMAKE_CUDA_ARCHITECTURES=87" in log.read_text()
-    assert (tmp_path / "log.trtexec").read_text().split("\n")[:-1] == args[1:]
+    runs = [r.strip("\n").split("\n") for r in (tmp_path / "log.trtexec.all").read_text().split("==")]
+    first, ds = [r for r in runs if r[0].startswith("--onnx=")]  # not the version probe (--help)
+    assert first == args[1:]  # the engine of infer.py / volo-bench, then the DeepStream/Triton one
+    assert ds[0] == f"--onnx={onnx_name.replace('_trt.onnx', '_ds_trt.onnx')}" and "--stronglyTyped" in ds
     assert (out / manifest["export"]["engine_file"]).is_file()
     return manifest
 
