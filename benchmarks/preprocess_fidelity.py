@@ -34,7 +34,22 @@ crop the frame before nvinfer (or in nvdspreprocess) rather than letterbox.
 
 The demo's std is equal on all channels, so the single DeepStream scale is exact here; for
 ImageNet's std (0.229, 0.224, 0.225) the best single scale is off by up to 1.1% per channel
-(``volo_deploy.export.jetson_bundle.configs.deepstream_normalization``), not measured here.
+(``volo_deploy.export.jetson_bundle.configs.deepstream_normalization``). The bundle's DeepStream
+graph (``volo_deploy.export.trt_deepstream``: 1/std folded into the first convolution, softmax out)
+makes nvinfer's ``net-scale-factor=1/255`` and ``offsets=255*mean`` exact. ``--normalization``
+measures it on the same nvinfer-style bilinear pixels, softmax probabilities against our
+normalization (AMD EPYC Zen 5, 2 shared cores, onnxruntime 1.32, 174 s)::
+
+    python benchmarks/preprocess_fidelity.py --normalization
+
+    model (images)                        normalization                max |dp|  max |d log p|  top-1 agr.
+    demo, std (0.5,)*3 (360 digits)       single scale, logits graph   4.8e-07   2.4e-06        100.00 %
+                                          DeepStream graph (folded)    4.8e-07   2.4e-06        100.00 %
+    VOLO-D1 64 px, ImageNet std,          single scale (1.10% worst)   5.0e-04   2.3e-02        100.00 %
+    untrained deterministic (64 synth.)   DeepStream graph (folded)    1.0e-07   3.8e-06        100.00 %
+
+(untrained D1 probabilities are nearly uniform over 1000 classes, so |dp| is small; the log-prob
+difference is the logit error: 2.3e-2 for the single scale, float rounding for the folded graph).
 """
 
 from __future__ import annotations
