@@ -34,7 +34,22 @@ crop the frame before nvinfer (or in nvdspreprocess) rather than letterbox.
 
 The demo's std is equal on all channels, so the single DeepStream scale is exact here; for
 ImageNet's std (0.229, 0.224, 0.225) the best single scale is off by up to 1.1% per channel
-(``volo_deploy.export.jetson_bundle.configs.deepstream_normalization``), not measured here.
+(``volo_deploy.export.jetson_bundle.configs.deepstream_normalization``). The bundle's DeepStream
+graph (``volo_deploy.export.trt_deepstream``: 1/std folded into the first convolution, softmax out)
+makes nvinfer's ``net-scale-factor=1/255`` and ``offsets=255*mean`` exact. ``--normalization``
+measures it on the same nvinfer-style bilinear pixels, softmax probabilities against our
+normalization (AMD EPYC Zen 5, 2 shared cores, onnxruntime 1.32, 174 s)::
+
+    python benchmarks/preprocess_fidelity.py --normalization
+
+    model (images)                        normalization                max |dp|  max |d log p|  top-1 agr.
+    demo, std (0.5,)*3 (360 digits)       single scale, logits graph   4.8e-07   2.4e-06        100.00 %
+                                          DeepStream graph (folded)    4.8e-07   2.4e-06        100.00 %
+    VOLO-D1 64 px, ImageNet std,          single scale (1.10% worst)   5.0e-04   2.3e-02        100.00 %
+    untrained deterministic (64 synth.)   DeepStream graph (folded)    1.0e-07   3.8e-06        100.00 %
+
+(untrained D1 probabilities are nearly uniform over 1000 classes, so |dp| is small; the log-prob
+difference is the logit error: 2.3e-2 for the single scale, float rounding for the folded graph).
 """
 
 from __future__ import annotations
@@ -101,8 +116,49 @@ def scenes(digits: np.ndarray) -> dict[str, list[Image.Image]]:
     return out
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def normalization_rows(model, images: list[Image.Image]) -> list[str]:
+    """The DeepStream graph (1/std folded, softmax) on nvinfer's exact ``x/255 - mean`` vs our normalization
+    + softmax, and the old single-scale config; same nvinfer-style bilinear pixels for all three."""
+    import onnxruntime as ort
+
+    from volo_deploy.export.jetson_bundle.configs import deepstream_normalization as single_scale
+    from volo_deploy.export.onnx_graph import to_onnx_proto
+    from volo_deploy.export.trt_deepstream import deepstream_normalization, to_deepstream_graph
+
+    cfg = model.cfg
+    proto = to_onnx_proto(model, batch=1, dynamic_batch=True)
+    ds_proto, how = to_deepstream_graph(proto, cfg.std)
+    run = {name: ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"])
+           for name, p in (("ours", proto), ("ds", ds_proto))}
+    ones = (1.0, [0.0, 0.0, 0.0])
+    px = np.stack([deepstream(im, cfg.img_size, *ones, "bilinear", False, False) for im in images])  # 0-255
+    mean, std = np.asarray(cfg.mean)[None, :, None, None], np.asarray(cfg.std)[None, :, None, None]
+    ref = _softmax(run["ours"].run(None, {"input": ((px / 255 - mean) / std).astype(np.float32)})[0])
+    scale, offsets, err = single_scale(cfg.mean, cfg.std)
+    old = _softmax(run["ours"].run(None, {"input": (scale * (px - np.asarray(offsets)[None, :, None, None]))
+                                          .astype(np.float32)})[0])
+    s, off = deepstream_normalization(cfg.mean)
+    new = run["ds"].run(None, {"input": (s * (px - np.asarray(off)[None, :, None, None])).astype(np.float32)})[0]
+    rows = [f"{cfg.name} (std {tuple(cfg.std)}; single-scale worst error {err:.2%}; DeepStream graph: 1/std {how})"]
+    for name, p in (("single scale, logits graph", old), ("DeepStream graph (folded)", new)):
+        logp = np.abs(np.log(np.maximum(p, 1e-30)) - np.log(np.maximum(ref, 1e-30))).max()
+        rows.append(f"| {name} | {np.abs(p - ref).max():.2e} | {logp:.2e} | "
+                    f"{100 * np.mean(p.argmax(1) == ref.argmax(1)):.2f} |")
+    return rows
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--normalization", action="store_true",
+                    help="only the normalization: DeepStream graph vs the single-scale config (demo + VOLO-D1 64 px)")
+    args = ap.parse_args()
+    if args.normalization:
+        return normalization_main()
     import onnxruntime as ort
 
     from volo_deploy.data.digits import load_digits_arrays
@@ -138,6 +194,26 @@ def main() -> None:
         cells = [f"{100 * np.mean(p == labels):.2f} / {100 * np.mean(p == ref):.2f}" for p in preds.values()]
         print(f"| {scene} | " + " | ".join(cells) + " |")
     print(f"({time.perf_counter() - t0:.1f} s; cells: top-1 % / top-1 agreement with ours %)")
+
+
+def normalization_main() -> None:
+    """Softmax probabilities vs ours (max abs difference, top-1 agreement %): the demo on its held-out
+    digits (equal stds) and VOLO-D1 at 64 px with ImageNet's std (deterministic untrained weights)."""
+    from volo_deploy.data.digits import load_digits_arrays
+    from volo_deploy.data.samples import synthetic_images
+    from volo_deploy.models import create_model, load_model
+    from volo_deploy.models.init import fill_deterministic
+
+    digits, _ = load_digits_arrays("val")
+    d1 = fill_deterministic(create_model("volo_d1_224", img_size=64)).eval()
+    t0 = time.perf_counter()
+    for model, imgs in ((load_model()[0], [Image.fromarray(d, mode="L") for d in digits]),
+                        (d1, synthetic_images(64, 64))):
+        head, *rows = normalization_rows(model, imgs)
+        print(f"{head}; {len(imgs)} images\n| normalization | max abs prob diff | max abs log-prob diff | "
+              "top-1 agreement % |\n|---|---|---|---|")
+        print("\n".join(rows))
+    print(f"({time.perf_counter() - t0:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ def demo_checkpoint() -> Path:
 
 def _fake_trt_tools(root: Path, trt_header: str | None = None) -> dict[str, str]:
     """cmake + trtexec stand-ins in ``root/bin`` (cmake 'builds' the plugin; trtexec records its argv in
-    ``root/log.trtexec`` and writes ``--saveEngine``), optional TensorRT headers; returns the environment."""
+    ``root/log.trtexec``, every run's in ``root/log.trtexec.all`` separated by ``==``, and writes
+    ``--saveEngine``), optional TensorRT headers; returns the environment."""
     bin_dir = root / "bin"
     bin_dir.mkdir()
     (bin_dir / "cmake").write_text(
@@ -94,6 +95,7 @@ def _fake_trt_tools(root: Path, trt_header: str | None = None) -> dict[str, str]
         "if [[ \"$1\" == --build ]]; then mkdir -p \"$2\"; touch \"$2/libvolo_outlook_plugin.so\"; fi\n")
     (bin_dir / "trtexec").write_text(
         "#!/usr/bin/env bash\nset -e\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG.trtexec\"\n"
+        "{ printf '%s\\n' \"$@\"; echo ==; } >> \"$FAKE_LOG.trtexec.all\"\n"
         "for a in \"$@\"; do case \"$a\" in --saveEngine=*) echo engine > \"${a#--saveEngine=}\";; esac; done\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -23,6 +24,7 @@ from volo_deploy.models.configs import get_config
 
 MODEL, PRECISION = "volo_demo_64", "fp32"
 ONNX, ENGINE = f"{MODEL}_{PRECISION}_trt.onnx", f"{MODEL}_{PRECISION}.engine"
+DS_ONNX, DS_ENGINE = f"{MODEL}_{PRECISION}_ds_trt.onnx", f"{MODEL}_{PRECISION}_ds.engine"
 PLUGIN, LOADER = "libvolo_outlook_plugin.so", "libvolo_outlook_autoload.so"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -231,11 +233,15 @@ def _parse_key_value_groups(text: str) -> dict[str, dict[str, str]]:
 def test_deepstream_config(built):
     cfg_dir = built / "deepstream"
     prop = _parse_key_value_groups((cfg_dir / "config_infer_primary.txt").read_text())["property"]
-    assert prop["network-type"] == "1" and prop["infer-dims"] == "3;64;64" and prop["output-blob-names"] == "logits"
+    assert prop["network-type"] == "1" and prop["infer-dims"] == "3;64;64" and prop["output-blob-names"] == "probs"
     # nvinfer resolves relative paths against the config's folder
-    assert (cfg_dir / prop["onnx-file"]).resolve() == (built / ONNX).resolve()
-    assert (cfg_dir / prop["model-engine-file"]).resolve() == (built / ENGINE).resolve()
+    assert (cfg_dir / prop["onnx-file"]).resolve() == (built / DS_ONNX).resolve()
+    assert (cfg_dir / prop["model-engine-file"]).resolve() == (built / DS_ENGINE).resolve()
     assert (cfg_dir / prop["model-engine-file"]).is_file()  # written by build_engine.sh
+    meta = json.loads((built / "bundle.json").read_text())
+    assert meta["deepstream_std"].startswith("folded into ")  # the stem conv (a Shape node also reads input)
+    ds = onnx.load(str(built / DS_ONNX))
+    assert [o.name for o in ds.graph.output] == ["probs"] and ds.graph.node[-1].op_type == "Softmax"
     assert (cfg_dir / prop["custom-lib-path"]).resolve() == (built / LOADER).resolve()
     loader_src = (built / "deploy_src/volo_outlook_autoload.cpp").read_text()
     assert f'"{PLUGIN}"' in loader_src and "loadLibrary" in loader_src
@@ -244,8 +250,8 @@ def test_deepstream_config(built):
     t = EvalTransform.for_config(get_config(MODEL))
     scale, offsets = float(prop["net-scale-factor"]), [float(o) for o in prop["offsets"].split(";")]
     x = np.array([0.0, 37.0, 255.0])
-    for c in range(3):  # nvinfer: scale * (x - offset) == ours (x / 255 - mean) / std for the demo's equal stds
-        np.testing.assert_allclose(scale * (x - offsets[c]), (x / 255 - t.mean[c]) / t.std[c], rtol=1e-6, atol=1e-6)
+    for c in range(3):  # nvinfer: scale * (x - offset) == x / 255 - mean; 1/std is in the DeepStream graph
+        np.testing.assert_allclose(scale * (x - offsets[c]), x / 255 - t.mean[c], rtol=1e-12, atol=1e-12)
 
 
 def test_deepstream_single_scale_approximation():
@@ -301,14 +307,17 @@ def test_triton_config(built):
     assert cfg["name"] == [MODEL] and cfg["platform"] == ["tensorrt_plan"] and cfg["max_batch_size"] == [16]
     (inp,), (out,) = cfg["input"], cfg["output"]
     assert inp["name"] == ["input"] and inp["data_type"] == ["TYPE_FP32"] and inp["dims"] == [3, 64, 64]
-    assert out["name"] == ["logits"] and out["dims"] == [10]
-    assert (built / f"triton/{MODEL}/1/model.plan").read_bytes() == (built / ENGINE).read_bytes()
+    assert out["name"] == ["probs"] and out["dims"] == [10]
+    assert cfg["dynamic_batching"][0]["preferred_batch_size"] == [8]
+    assert (built / f"triton/{MODEL}/1/model.plan").read_bytes() == (built / DS_ENGINE).read_bytes()
     readme = (built / "README.md").read_text()
     assert f"LD_PRELOAD=$PWD/{LOADER} tritonserver --model-repository=$PWD/triton" in readme
 
 
 def test_triton_config_fixed_batch():
-    cfg = _parse_pbtxt(configs.triton_config("m", "input", 1, "logits", 10, 224, 1000, 1, dynamic=False))
+    from volo_deploy.export.trt_engine import BatchProfile
+
+    cfg = _parse_pbtxt(configs.triton_config("m", "input", 1, "logits", 10, 224, 1000, BatchProfile(1, 1, 1, False)))
     assert cfg["max_batch_size"] == [0] and cfg["input"][0]["dims"] == [1, 3, 224, 224]
     assert cfg["output"][0]["data_type"] == ["TYPE_FP16"] and cfg["output"][0]["dims"] == [1, 1000]
     assert "dynamic_batching" not in cfg
@@ -316,9 +325,13 @@ def test_triton_config_fixed_batch():
 
 FAKE_TENSORRT = '''
 """Stand-in for the tensorrt module: records calls; the 'engine' computes logits = W @ mean-pooled input."""
+import os
 import numpy as np
 MEMORY = {}
 CALLS = {"load_library": [], "shapes": []}
+# The batch range the engine accepts, and the one its get_tensor_profile_shape reports (normally equal).
+ACCEPTS = tuple(int(b) for b in os.environ.get("FAKE_PROFILE", "1,8,16").split(","))
+REPORTS = tuple(int(b) for b in os.environ.get("FAKE_REPORTED", os.environ.get("FAKE_PROFILE", "1,8,16")).split(","))
 W = np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32)
 
 class Logger:
@@ -348,7 +361,10 @@ class _Context:
         self.addr, self.shape = {}, None
     def set_input_shape(self, name, shape):
         CALLS["shapes"].append(tuple(shape))
+        if not ACCEPTS[0] <= shape[0] <= ACCEPTS[2]:
+            return False  # what TensorRT does outside the profile (and logs an error)
         self.shape = tuple(shape)
+        return True
     def get_tensor_shape(self, name):
         return (self.shape[0], 10)
     def set_tensor_address(self, name, ptr):
@@ -368,6 +384,8 @@ class _Engine:
         return (-1, 3, 64, 64) if name == "input" else (-1, 10)
     def get_tensor_dtype(self, name):
         return DataType.FLOAT
+    def get_tensor_profile_shape(self, name, profile):
+        return [(b, 3, 64, 64) for b in REPORTS]
     def create_execution_context(self):
         return _Context()
 
@@ -430,6 +448,33 @@ def test_infer_py_with_stand_in_tensorrt(built, images, tmp_path):
         assert float(top[0][0]) == pytest.approx(p.max(), abs=1e-4)
 
 
+def test_infer_py_pads_up_to_the_profile_min(built, images, tmp_path, monkeypatch):
+    """An engine built with --min-batch 4: one image is padded to 4 and its own logits are reported."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "tensorrt.py").write_text(FAKE_TENSORRT)
+    monkeypatch.setenv("FAKE_PROFILE", "4,8,16")
+    proc = _run_blocked(DRIVER, tmp_path, str(fake), str(built), str(images[0]))
+    assert json.loads(proc.stdout.split("CALLS=")[1])["shapes"] == [[4, 3, 64, 64]] * 2
+    w = np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32)
+    logits = w @ EvalTransform.for_config(get_config(MODEL)).load(images[0]).mean(axis=(1, 2))
+    top = proc.stdout.split("CALLS=")[0].strip().split("\n")[1].split()
+    assert int(top[1]) == int(np.argmax(logits))
+
+
+def test_infer_py_shape_refused_is_one_line(built, images, tmp_path):
+    """set_input_shape's False (a shape outside the profile) is an error line, not a crash further on."""
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake/tensorrt.py").write_text(FAKE_TENSORRT)
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "FAKE_PROFILE": "4,8,16",
+           "FAKE_REPORTED": "1,8,16"}
+    proc = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS + DRIVER, str(tmp_path / "fake"), str(built),
+                           str(images[0])], capture_output=True, text=True, cwd=tmp_path, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "refused input shape (1, 3, 64, 64)" in lines[0]
+
+
 def test_infer_py_bad_image_is_one_line(built, tmp_path):
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake/tensorrt.py").write_text(FAKE_TENSORRT)
@@ -457,3 +502,123 @@ def test_target_trt_below_10_refused(tmp_path, capsys):
     assert rc == 2 and "--target-trt 'ten'" in capsys.readouterr().err
     rc = export_cli(["--backend", "trt", "--target-trt", "10.3", "--output", str(tmp_path)])
     assert rc == 2 and "--target-trt applies to --emit-only" in capsys.readouterr().err
+
+
+def _with_loader_tools(tmp_path: Path, env: dict[str, str], gxx_rc: int) -> dict[str, str]:
+    """A g++ stand-in (records its argv, exits ``gxx_rc``), libnvinfer.so under TENSORRT_ROOT, CUDA under CUDA_HOME."""
+    gxx = tmp_path / "bin/g++"
+    gxx.write_text(f"#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"$FAKE_LOG.gxx\"\nexit {gxx_rc}\n")
+    gxx.chmod(0o755)
+    (tmp_path / "trt/lib").mkdir(parents=True)
+    (tmp_path / "trt/lib/libnvinfer.so").write_text("")
+    (tmp_path / "cuda-13.0/include").mkdir(parents=True)
+    (tmp_path / "cuda-13.0/include/cuda_runtime_api.h").write_text("")
+    return {**env, "CUDA_HOME": str(tmp_path / "cuda-13.0")}
+
+
+def test_build_engine_finds_cuda_headers_from_cuda_home(bundle, tmp_path, fake_trt_tools):
+    env = _with_loader_tools(tmp_path, fake_trt_tools(tmp_path, TRT1013), gxx_rc=0)
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args = (tmp_path / "log.gxx").read_text().splitlines()
+    assert str(tmp_path / "cuda-13.0/include") in args and "/usr/local/cuda/include" not in args
+    assert f"built {bundle}/{LOADER}" in proc.stdout
+
+
+def test_build_engine_never_fails_after_the_engine_is_written(bundle, tmp_path, fake_trt_tools):
+    env = _with_loader_tools(tmp_path, fake_trt_tools(tmp_path, TRT1013), gxx_rc=1)
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"warning: compiling {LOADER} failed" in proc.stderr and (bundle / DS_ENGINE).is_file()
+
+
+@pytest.mark.parametrize("banner, deprecated", [("v100300", True), ("v110400", False)])
+def test_bench_engine_timing_flags_follow_the_trtexec_version(built, tmp_path, fake_trt_tools, banner, deprecated):
+    """--useSpinWait/--noDataTransfers: given to trtexec 10, not to 11 (deprecated there)."""
+    env = fake_trt_tools(tmp_path)
+    trtexec = tmp_path / "bin/trtexec"
+    trtexec.write_text(f"#!/usr/bin/env bash\nif [[ \"$1\" == --help ]]; then echo '[TensorRT {banner}]'; exit 0; fi\n"
+                       + trtexec.read_text().split("\n", 1)[1])
+    proc = subprocess.run(["bash", str(built / "bench_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    args = set((tmp_path / "log.trtexec").read_text().splitlines())
+    flags = {"--useSpinWait", "--noDataTransfers"} & args
+    assert flags == ({"--useSpinWait", "--noDataTransfers"} if deprecated else set())
+
+
+def test_min_batch_above_one_serving_engine_starts_at_one(tmp_path):
+    """--min-batch 4: infer.py's engine keeps min 4; the DeepStream/Triton engine is built from batch 1."""
+    out = tmp_path / "b"
+    assert export_cli(["--backend", "trt", "--emit-only", "--dynamic-batch", "--min-batch", "4", "--max-batch", "16",
+                       "--output", str(out)]) == 0
+    lines = {}
+    for line in _command_lines((out / "build_engine.sh").read_text()):
+        for word in line:
+            if word.startswith("--saveEngine="):
+                lines[word.split("=", 1)[1]] = line
+    assert "--minShapes=input:4x3x64x64" in lines[ENGINE]
+    assert "--minShapes=input:1x3x64x64" in lines[DS_ENGINE]
+    with pytest.raises(ValueError, match="must start at batch 1"):
+        from volo_deploy.export.trt_engine import BatchProfile
+
+        configs.triton_config("m", "input", 1, "probs", 1, 64, 10, BatchProfile(4, 8, 16, True))
+
+
+CHECK_DRIVER = DRIVER.replace("import infer, tensorrt", "import check_engine, tensorrt").replace(
+    "infer.main(", "check_engine.main(")
+
+
+def _stand_in_logits(inputs: np.ndarray) -> np.ndarray:
+    """What the stand-in engine computes (FAKE_TENSORRT's W @ mean-pooled input)."""
+    return inputs.mean(axis=(2, 3)) @ np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32).T
+
+
+def test_reference_inputs_are_the_eval_transform_and_logits_fp32_pytorch(built):
+    from volo_deploy.data.samples import validation_batch
+    from volo_deploy.export.validate import torch_logits
+    from volo_deploy.models import demo_checkpoint, load_model
+
+    meta = json.loads((built / "bundle.json").read_text())
+    assert meta["check"]["tolerance"] == {"max_abs": 1e-3, "min_cosine": 0.99999}  # fp32's export limits
+    with np.load(built / meta["check"]["file"]) as ref:
+        inputs, logits = ref["inputs"], ref["logits"]
+    assert inputs.dtype == np.float32 and inputs.shape == (meta["check"]["images"], 3, 64, 64)
+    np.testing.assert_array_equal(inputs, validation_batch(get_config(MODEL), None, n=len(inputs)))
+    np.testing.assert_allclose(logits, torch_logits(load_model(demo_checkpoint())[0], inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_check_engine_passes_and_fails_on_the_tolerance(built, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(built, bundle)
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake/tensorrt.py").write_text(FAKE_TENSORRT)
+    ref_file = bundle / "check/reference.npz"
+    with np.load(ref_file) as ref:
+        inputs = ref["inputs"]
+    logits = _stand_in_logits(inputs)
+    np.savez(ref_file, inputs=inputs, logits=logits)  # the stand-in engine is the reference: within tolerance
+    proc = _run_blocked(CHECK_DRIVER, tmp_path, str(tmp_path / "fake"), str(bundle))
+    assert f"{ENGINE}: {len(inputs)} reference images vs FP32 PyTorch: max abs" in proc.stdout
+    logits[3, 0] += 0.01  # past fp32's max abs 1e-3
+    np.savez(ref_file, inputs=inputs, logits=logits)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", BLOCK_IMPORTS + CHECK_DRIVER, str(tmp_path / "fake"), str(bundle)],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "past the export's tolerance: max abs error 0.01" in line
+
+
+def test_build_engine_runs_check_engine_last_and_fails_on_it(bundle, tmp_path, fake_trt_tools):
+    env = fake_trt_tools(tmp_path, TRT1013)
+    py = tmp_path / "bin/python3"  # "tensorrt importable", and check_engine.py reports a failure
+    py.write_text("#!/usr/bin/env bash\necho \"python3 $*\" >> \"$FAKE_LOG.py\"\n[[ \"$1\" == -c ]] && exit 0\nexit 1\n")
+    py.chmod(0o755)
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and f"error: {bundle}/{ENGINE} is past the export's tolerance" in proc.stderr
+    assert (tmp_path / "log.py").read_text().splitlines()[-1] == f"python3 {bundle}/check_engine.py"
+    py.unlink()  # no python3 with tensorrt: a warning, the build succeeds
+    proc = subprocess.run(["bash", str(bundle / "build_engine.sh")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "warning: check_engine.py not run" in proc.stderr

@@ -110,7 +110,8 @@ def test_tensorrt_int8_graph_saved_once(tmp_path, monkeypatch):
     request = dataclasses.replace(_demo_int8(tmp_path), options=TrtOptions(emit_only=True))
     result = export_model("trt", request)
     ours = str(tmp_path)
-    assert [p.rsplit("/", 1)[1] for p in saved if p.startswith(ours)] == [result.model_file.name]
+    ds = result.model_file.name.replace("_trt.onnx", "_ds_trt.onnx")  # the DeepStream/Triton graph, derived
+    assert [p.rsplit("/", 1)[1] for p in saved if p.startswith(ours)] == [result.model_file.name, ds]
     assert all(p.endswith(result.model_file.name) for p in loaded if p.startswith(ours))  # the bundle's I/O types
     assert "skipped" in result.validation
 

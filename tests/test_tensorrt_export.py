@@ -134,7 +134,10 @@ def _check_emit_output(out: Path, model: str, precision: str, tmp_path: Path, fa
     proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "-DCMAKE_CUDA_ARCHITECTURES=87" in log.read_text()
-    assert (tmp_path / "log.trtexec").read_text().split("\n")[:-1] == args[1:]
+    runs = [r.strip("\n").split("\n") for r in (tmp_path / "log.trtexec.all").read_text().split("==")]
+    first, ds = [r for r in runs if r[0].startswith("--onnx=")]  # not the version probe (--help)
+    assert first == args[1:]  # the engine of infer.py / volo-bench, then the DeepStream/Triton one
+    assert ds[0] == f"--onnx={onnx_name.replace('_trt.onnx', '_ds_trt.onnx')}" and "--stronglyTyped" in ds
     assert (out / manifest["export"]["engine_file"]).is_file()
     return manifest
 
@@ -240,3 +243,66 @@ def test_header_version_spellings(tmp_path):
                                                "#define NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE\n")
     assert header_version(tmp_path) == (11, 1, 0)
     assert header_version(tmp_path / "missing") is None
+
+
+def _headers(root: Path, version: tuple[int, int, int]) -> Path:
+    root.mkdir(parents=True)
+    (root / "NvInfer.h").write_text("// stand-in\n")
+    (root / "NvInferVersion.h").write_text("".join(f"#define NV_TENSORRT_{k} {v}\n"
+                                                   for k, v in zip(("MAJOR", "MINOR", "PATCH"), version)))
+    return root
+
+
+def test_plugin_headers_must_match_the_runtime_major(tmp_path, monkeypatch):
+    """10.x headers next to an 11.x ``tensorrt`` are refused; matching headers are preferred when both exist."""
+    from volo_deploy.errors import BackendUnavailable
+    from volo_deploy.export import trt_engine
+
+    old, new = _headers(tmp_path / "trt10/include", (10, 3, 0)), _headers(tmp_path / "trt11/include", (11, 1, 0))
+    monkeypatch.setenv("TENSORRT_INCLUDE_DIR", str(old))
+    monkeypatch.delenv("TENSORRT_ROOT", raising=False)
+    with pytest.raises(BackendUnavailable, match=r"do not match the installed tensorrt 11\.4\.0.*trt10/include "
+                                                 r"\(10\.3\.0\).*TensorRT 11\.x headers"):
+        trt_engine.plugin_library(None, "90", "11.4.0")
+    monkeypatch.setenv("TENSORRT_ROOT", str(new.parent))  # listed after TENSORRT_INCLUDE_DIR, but it matches
+    assert trt_engine.find_tensorrt_include((11, 4, 0)) == new
+    assert trt_engine.find_tensorrt_include((10, 3, 0)) == old
+
+
+def test_prebuilt_plugin_must_link_the_runtime_libnvinfer(tmp_path):
+    from volo_deploy.errors import BackendUnavailable
+    from volo_deploy.export import trt_engine
+
+    lib = tmp_path / "libvolo_outlook_plugin.so"
+    lib.write_bytes(b"\x7fELF...libstdc++.so.6\x00libnvinfer.so.10\x00...")
+    with pytest.raises(BackendUnavailable, match=r"links libnvinfer\.so\.10, but the installed tensorrt is 11\.1"):
+        trt_engine.plugin_library(lib, "90", "11.1.0")
+    assert trt_engine.plugin_library(lib, "90", "10.16.1") == lib
+
+
+def test_runner_pads_below_the_profile_min_and_checks_set_input_shape():
+    """--min-batch 4: a batch of 1 is padded to 4 (and cut back); set_input_shape's False is a clear error."""
+    import numpy as np
+
+    from volo_deploy.backends.tensorrt_backend import pad_to_min, set_input_shape
+    from volo_deploy.errors import BadInputError
+
+    x = np.arange(2 * 3, dtype=np.float32).reshape(2, 3, 1, 1)
+    padded, n = pad_to_min(x, 4)
+    assert n == 2 and padded.shape == (4, 3, 1, 1) and (padded[2:] == x[1]).all()
+    assert pad_to_min(x, 1)[0] is x
+
+    class Context:
+        def __init__(self, ok: bool) -> None:
+            self.ok, self.shapes = ok, []
+
+        def set_input_shape(self, name, shape):
+            self.shapes.append((name, shape))
+            return self.ok
+
+    ok = Context(True)
+    set_input_shape(ok, "input", (4, 3, 64, 64), Path("m.engine"), (4, 16))
+    assert ok.shapes == [("input", (4, 3, 64, 64))]
+    with pytest.raises(BadInputError, match=r"m\.engine: TensorRT refused input shape \(2, 3, 64, 64\) "
+                                            r"\(engine batch 4\.\.16"):
+        set_input_shape(Context(False), "input", (2, 3, 64, 64), Path("m.engine"), (4, 16))

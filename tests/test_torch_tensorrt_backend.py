@@ -3,11 +3,14 @@ converter's plugin calls (recorded on a stand-in ``tensorrt``), the fallback che
 
 from __future__ import annotations
 
+import copy
+import gc
 import importlib.util
 import operator
 import subprocess
 import sys
 import types
+import weakref
 
 import numpy as np
 import pytest
@@ -53,6 +56,24 @@ def test_unavailable_row_and_clear_export_error(tmp_path, capsys):
     assert rc == 2 and "--max-batch needs --dynamic-batch" in capsys.readouterr().err
 
 
+class _Field:
+    """Like ``trt.PluginField``: the buffer is referenced by address only (a weak reference here)."""
+
+    def __init__(self, name, data, kind) -> None:
+        self.name, self.type, self._data = name, kind, weakref.ref(data)
+
+    @property
+    def data(self):  # None once the numpy array is freed
+        return self._data()
+
+
+class _Collection(list):
+    """Like ``trt.PluginFieldCollection``: copies of the fields, not the field objects."""
+
+    def __init__(self, fields) -> None:
+        super().__init__(copy.copy(f) for f in fields)
+
+
 class _Recorder:
     """Stand-in ``tensorrt`` module: plugin registry, creator, fields; every call recorded."""
 
@@ -71,8 +92,8 @@ class _Recorder:
                 return Creator() if has_creator else None
 
         self.get_plugin_registry = Registry
-        self.PluginField = lambda name, data, kind: ("field", name, data, kind)
-        self.PluginFieldCollection = lambda fields: ("collection", list(fields))
+        self.PluginField = _Field
+        self.PluginFieldCollection = _Collection
         self.PluginFieldType = types.SimpleNamespace(INT32="INT32", FLOAT32="FLOAT32")
         self.TensorRTPhase = types.SimpleNamespace(BUILD="BUILD", RUNTIME="RUNTIME")
 
@@ -101,15 +122,18 @@ def test_converter_builds_our_plugin_from_the_registry():
                                "outlook_0", to_trt)
     assert seen == ["outlook_0_v", "outlook_0_attn"]
     assert trt.calls[0] == ("get_creator", "OutlookAttention", "1", "volo")
-    _, name, (kind, fields), phase = trt.calls[1]
-    assert (name, kind, phase) == ("outlook_0", "collection", "BUILD")
-    by_name = {f[1]: f for f in fields}
+    _, name, fields, phase = trt.calls[1]
+    assert (name, phase) == ("outlook_0", "BUILD") and isinstance(fields, _Collection)
+    gc.collect()
+    by_name = {f.name: f for f in fields}
     assert list(by_name) == ["kernel_size", "padding", "stride", "num_heads", "scale"]
     for k in ("kernel_size", "padding", "stride", "num_heads"):
-        _, _, data, ftype = by_name[k]
-        assert ftype == "INT32" and data.dtype == np.int32 and data.tolist() == [ATTRS[k]]
-    _, _, data, ftype = by_name["scale"]
-    assert ftype == "FLOAT32" and data.dtype == np.float32 and data[0] == pytest.approx(ATTRS["scale"])
+        f = by_name[k]
+        assert f.type == "INT32" and f.data is not None, f"{k}: buffer freed while the collection lives"
+        assert f.data.dtype == np.int32 and f.data.tolist() == [ATTRS[k]]
+    f = by_name["scale"]
+    assert f.type == "FLOAT32" and f.data is not None and f.data.dtype == np.float32
+    assert f.data[0] == pytest.approx(ATTRS["scale"])
     ((inputs, shape_inputs, plugin, layer),) = net.added
     assert inputs == ["trt<v>", "trt<attn>"] and shape_inputs == [] and plugin == ("plugin", "outlook_0")
     assert layer.name == "outlook_0" and out == ("out", 0, plugin)
@@ -173,6 +197,45 @@ def test_compile_settings_for_old_and_new_torch_tensorrt():
     assert "disable_tf32" not in _compile_kwargs(new, "fp16")
     assert _compile_kwargs(old, "fp16") == {"min_block_size": 1, "pass_through_build_failures": True,
                                             "enabled_precisions": {torch.float16}}
+
+
+def test_compile_settings_without_precision_flags_on_2_13():
+    """2.13+ compile has neither use_explicit_typing nor enabled_precisions (always strongly typed)."""
+    from volo_deploy.backends.torch_tensorrt_backend import _compile_kwargs
+
+    def v213(ep, *, arg_inputs=None, min_block_size=5, require_full_compilation=False, disable_tf32=False,
+             pass_through_build_failures=False, **kwargs): ...
+
+    kw = _compile_kwargs(v213, "fp16")
+    assert "enabled_precisions" not in kw and "use_explicit_typing" not in kw
+
+
+# ``torch_tensorrt.save`` keyword-only parameters of 2.9, 2.10 and 2.12-2.14 (read from the wheels).
+def _save_29(module, file_path="", *, output_format="exported_program", inputs=None, arg_inputs=None,
+             kwarg_inputs=None, retrace=False, pickle_protocol=2, **kwargs): ...
+
+
+def _save_210(module, file_path="", *, output_format="exported_program", inputs=None, arg_inputs=None,
+              kwarg_inputs=None, retrace=True, pickle_protocol=2, **kwargs): ...
+
+
+def _save_214(module, file_path="", *, extra_files=None, output_format="exported_program", inputs=None,
+              arg_inputs=None, kwarg_inputs=None, retrace=True, use_legacy_exporter=None, pickle_protocol=2,
+              dynamic_shapes=None, **kwargs): ...
+
+
+def test_save_keeps_the_dynamic_batch_on_every_version():
+    """2.10+ re-traces on save by default: a dynamic program must get dynamic_shapes (2.12+) or retrace=False."""
+    from volo_deploy.backends.torch_tensorrt_backend import save_kwargs
+
+    x = torch.zeros(2, 3, 8, 8)
+    kw = save_kwargs(_save_214, x, True, 16)
+    (spec,) = kw["dynamic_shapes"]
+    assert kw["arg_inputs"] == [x] and spec[0].min == 1 and spec[0].max == 16
+    for fn in (_save_29, _save_210):  # the compiled graph serialized as it is (no example input needed)
+        assert save_kwargs(fn, x, True, 16) == {"output_format": "exported_program", "retrace": False}
+    for fn in (_save_29, _save_210, _save_214):  # a fixed batch is traced at its own batch
+        assert save_kwargs(fn, x, False, 16) == {"output_format": "exported_program", "arg_inputs": [x]}
 
 
 def test_op_form_gives_one_op_call_per_outlooker():

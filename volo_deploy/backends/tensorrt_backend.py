@@ -120,6 +120,38 @@ def batch_profile(request: ExportRequest, options: TrtOptions):
     return BatchProfile(lo, opt, hi, dynamic=True)
 
 
+def pad_to_min(batch: np.ndarray, min_batch: int) -> tuple[np.ndarray, int]:
+    """``batch`` padded up to ``min_batch`` rows (repeating its last image), and its own row count."""
+    n = len(batch)
+    if n >= min_batch:
+        return batch, n
+    return np.concatenate([batch, np.repeat(batch[-1:], min_batch - n, axis=0)]), n
+
+
+def set_input_shape(context, name: str, shape: tuple[int, ...], engine: Path, batches: tuple[int, int]) -> None:
+    """``context.set_input_shape``, whose ``False`` (shape outside the profile) becomes a one-line error."""
+    if not context.set_input_shape(name, shape):
+        raise BadInputError(f"engine {engine}: TensorRT refused input shape {shape} (engine batch "
+                            f"{batches[0]}..{batches[1]}, image {shape[1:]}); see the TensorRT log")
+
+
+def check_reference(model, request: ExportRequest, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The export's first ``n`` validation images (preprocessed) and their FP32 PyTorch logits."""
+    from volo_deploy.data.samples import validation_batch
+    from volo_deploy.export.validate import torch_logits
+
+    x = validation_batch(model.cfg, request.val_data, n=min(n, request.n_validate))
+    return x, torch_logits(model, x)
+
+
+def export_tolerance(request: ExportRequest) -> dict[str, float]:
+    """The limits the export validates with (the request's, else the precision's default), as a dict."""
+    from volo_deploy.export.validate import DEFAULT_TOLERANCES
+
+    tol = request.tolerance or DEFAULT_TOLERANCES[request.precision]
+    return {k: v for k, v in asdict(tol).items() if v is not None}
+
+
 class TensorRtRunner(Runner):
     """Runs a serialized engine on torch CUDA tensors (``execute_async_v3``); float32 logits out."""
 
@@ -143,9 +175,11 @@ class TensorRtRunner(Runner):
             raise BadInputError(f"engine {engine_path}: expected 1 input and 1 output, found {inputs} and {outputs}")
         self.input_name, self.output_name = inputs[0], outputs[0]
         shape = tuple(self.engine.get_tensor_shape(self.input_name))
-        self.max_batch = shape[0]
-        if shape[0] < 0:
-            self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        self.min_batch = self.max_batch = shape[0]
+        if shape[0] < 0:  # the profile's (min, opt, max) shapes
+            lo, _, hi = self.engine.get_tensor_profile_shape(self.input_name, 0)
+            self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
+        self.engine_path = Path(engine_path)
         self.device = torch.device("cuda", torch.cuda.current_device())
         self.stream = torch.cuda.Stream(self.device)
         self._dtypes = {n: self._torch_dtype(self.engine.get_tensor_dtype(n)) for n in (self.input_name,
@@ -169,15 +203,17 @@ class TensorRtRunner(Runner):
         step = self.max_batch if self.input_shape[0] is None else len(batch)
         with torch.cuda.stream(self.stream):
             for i in range(0, len(batch), step):
-                x = torch.from_numpy(batch[i : i + step]).to(self.device, self._dtypes[self.input_name])
-                self.context.set_input_shape(self.input_name, tuple(x.shape))
+                chunk, n = pad_to_min(batch[i : i + step], self.min_batch)
+                x = torch.from_numpy(chunk).to(self.device, self._dtypes[self.input_name])
+                set_input_shape(self.context, self.input_name, tuple(x.shape), self.engine_path,
+                                (self.min_batch, self.max_batch))
                 y = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)),
                                 dtype=self._dtypes[self.output_name], device=self.device)
                 self.context.set_tensor_address(self.input_name, x.data_ptr())
                 self.context.set_tensor_address(self.output_name, y.data_ptr())
                 if not self.context.execute_async_v3(self.stream.cuda_stream):
                     raise BadInputError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-                outs.append(y.float().cpu())  # synchronizes the stream
+                outs.append(y[:n].float().cpu())  # synchronizes the stream
         return torch.cat(outs).numpy()
 
     def close(self) -> None:
@@ -275,10 +311,11 @@ class TensorRtBackend(Backend):
     def emit_bundle(self, model, request: ExportRequest, options: TrtOptions, profile, staged: Path,
                     onnx_name: str, model_file: str) -> ExportArtifacts:
         """``--emit-only``: the deployment bundle instead of an engine; nothing to validate here."""
-        from volo_deploy.export.jetson_bundle import NOT_VALIDATED, write_bundle
+        from volo_deploy.export.jetson_bundle import CHECK_IMAGES, NOT_VALIDATED, write_bundle
 
         files, details = write_bundle(staged, model.cfg, onnx_name=onnx_name, precision=request.precision,
-                                      profile=profile, workspace_mib=options.workspace_mib,
+                                      profile=profile, reference=check_reference(model, request, CHECK_IMAGES),
+                                      tolerance=export_tolerance(request), workspace_mib=options.workspace_mib,
                                       target_trt=options.target_trt)
         return ExportArtifacts(files, details, Skip(NOT_VALIDATED))
 
@@ -291,7 +328,7 @@ class TensorRtBackend(Backend):
 
         img = model.cfg.img_size
         gpu = trt_engine.gpu_info()
-        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"])
+        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"], trt_engine.trt_version())
         (staged / PLUGIN_LIB).write_bytes(plugin.read_bytes())
         built = trt_engine.build_engine(staged / onnx_name, staged / PLUGIN_LIB, staged / model_file, profile, img,
                                         request.precision, options.workspace_mib, options.timing_cache)

@@ -25,6 +25,7 @@ from volo_deploy.backends.base import Backend, ExportArtifacts, ExportRequest, R
 from volo_deploy.errors import BadInputError
 from volo_deploy.options import flag, positive_int
 
+DEFAULT_MAX_BATCH = 32  # --dynamic-batch profile max without --max-batch
 OP_FORMS = ("fused", "onnx_node")  # outlook forms whose core is one volo::outlook_attention call, preferred first
 
 
@@ -84,12 +85,38 @@ def _compile_kwargs(compile_fn, precision: str) -> dict[str, Any]:
     kw: dict[str, Any] = {"min_block_size": 1, "pass_through_build_failures": True}
     if "require_full_compilation" in params:
         kw["require_full_compilation"] = True
-    if "use_explicit_typing" in params:  # 2.8+: precision from the model's dtypes
+    if "use_explicit_typing" in params:  # 2.8-2.12: precision from the model's dtypes
         kw["use_explicit_typing"] = True
-    else:
+    elif "enabled_precisions" in params:  # < 2.8 (2.13+ has neither: always strongly typed)
         kw["enabled_precisions"] = {_torch_dtype(precision)}
     if precision == "fp32" and "disable_tf32" in params:
         kw["disable_tf32"] = True
+    return kw
+
+
+def batch_dim(max_batch: int):
+    """The symbolic batch dimension of a ``--dynamic-batch`` program (1..``max_batch``)."""
+    import torch
+
+    return torch.export.Dim("batch", min=1, max=max_batch)
+
+
+def save_kwargs(save_fn, example, dynamic: bool, max_batch: int) -> dict[str, Any]:
+    """Keyword arguments of ``torch_tensorrt.save`` that keep a dynamic batch dynamic in this version.
+
+    Since 2.10 ``save`` re-traces by default (``retrace=True``) with ``torch.export.export`` on the
+    example input: without ``dynamic_shapes`` (2.12+) the saved program is fixed at the example's
+    batch. 2.10/2.11 have no ``dynamic_shapes``: there ``retrace=False`` serializes the compiled
+    graph as it is, symbolic batch included (what every release before 2.10 did by default).
+    """
+    params = inspect.signature(save_fn).parameters
+    kw: dict[str, Any] = {"output_format": "exported_program"}
+    if not dynamic:
+        return {**kw, "arg_inputs": [example]}
+    if "dynamic_shapes" in params:
+        return {**kw, "arg_inputs": [example], "dynamic_shapes": ({0: batch_dim(max_batch)},)}
+    if "retrace" in params:
+        return {**kw, "retrace": False}
     return kw
 
 
@@ -108,10 +135,10 @@ def compile_model(model, request: ExportRequest, options: TorchTrtOptions):
     net = set_outlook_form(copy.deepcopy(model), op_form()).eval()
     net = (half_keeping_norms_fp32(net) if request.precision == "fp16" else net).to("cuda")
     s = model.cfg.img_size
-    hi = options.max_batch or 32
+    hi = options.max_batch or DEFAULT_MAX_BATCH
     example = torch.randn(min(2, hi) if request.dynamic_batch else request.batch, 3, s, s, device="cuda", dtype=dtype)
     if request.dynamic_batch:
-        dyn = ({0: torch.export.Dim("batch", min=1, max=hi)},)
+        dyn = ({0: batch_dim(hi)},)
         inputs = [torch_tensorrt.Input(min_shape=(1, 3, s, s), opt_shape=(min(8, hi), 3, s, s),
                                        max_shape=(hi, 3, s, s), dtype=dtype)]
     else:
@@ -190,11 +217,12 @@ class TorchTensorRtBackend(Backend):
 
         options = request.options or TorchTrtOptions()
         gpu = trt_engine.gpu_info()
-        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"])
+        plugin = trt_engine.plugin_library(options.plugin, gpu["sm"], trt_engine.trt_version())
         (staged / PLUGIN_LIB).write_bytes(plugin.read_bytes())
         trt_engine.load_plugin(staged / PLUGIN_LIB)
         gm, example = compile_model(model, request, options)
-        torch_tensorrt.save(gm, str(staged / model_file), output_format="exported_program", arg_inputs=[example])
+        torch_tensorrt.save(gm, str(staged / model_file), **save_kwargs(
+            torch_tensorrt.save, example, request.dynamic_batch, options.max_batch or DEFAULT_MAX_BATCH))
         engines = [n for n, _ in gm.named_children()]
         return ExportArtifacts([PLUGIN_LIB], {
                 **gpu, "torch_tensorrt": torch_tensorrt.__version__, "tensorrt": trt_engine.trt_version(),

@@ -21,7 +21,6 @@ from typing import Any, Callable
 import numpy as np
 
 from volo_deploy.errors import ExportError
-from volo_deploy.export.trt_surgery import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 OP_ARGS = ("kernel_size", "padding", "stride", "num_heads", "scale")
 TRT_MODULE_PREFIX = "_run_on_acc"  # Torch-TensorRT's name for TensorRT submodules ("_run_on_gpu" runs torch)
@@ -30,15 +29,38 @@ _registered = False
 
 
 def plugin_fields(trt, attrs: dict[str, Any]):
-    """The ``PluginFieldCollection`` of our plugin for the op's attributes."""
-    ints = [trt.PluginField(k, np.array([int(attrs[k])], np.int32), trt.PluginFieldType.INT32)
-            for k in OP_ARGS[:4]]
-    scale = trt.PluginField("scale", np.array([float(attrs["scale"])], np.float32), trt.PluginFieldType.FLOAT32)
-    return trt.PluginFieldCollection(ints + [scale])
+    """The ``PluginFieldCollection`` of our plugin for the op's attributes.
+
+    ``trt.PluginField`` keeps a raw pointer into its numpy array and ``PluginFieldCollection`` copies
+    the fields: the arrays and fields must outlive the collection, or the plugin reads freed memory
+    (a garbage ``scale`` passes the plugin's checks). They are held on the returned collection.
+    """
+    arrays = [np.array([int(attrs[k])], np.int32) for k in OP_ARGS[:4]] + [np.array([float(attrs["scale"])],
+                                                                                  np.float32)]
+    kinds = [trt.PluginFieldType.INT32] * 4 + [trt.PluginFieldType.FLOAT32]
+    fields = [trt.PluginField(k, a, t) for k, a, t in zip(OP_ARGS, arrays, kinds)]
+    return _collection_type(trt)(fields, (arrays, fields))
+
+
+_COLLECTIONS: dict[int, type] = {}
+
+
+def _collection_type(trt) -> type:
+    """``trt.PluginFieldCollection`` subclass that keeps the field buffers alive (one per module)."""
+    base = trt.PluginFieldCollection
+    if id(base) not in _COLLECTIONS:
+        def __init__(self, fields, keep):  # noqa: ANN001, N807
+            base.__init__(self, fields)
+            self.keep_alive = keep
+
+        _COLLECTIONS[id(base)] = type("KeptPluginFieldCollection", (base,), {"__init__": __init__})
+    return _COLLECTIONS[id(base)]
 
 
 def add_outlook_plugin(trt, network, v, attn, attrs: dict[str, Any], name: str):
     """Add our plugin on TensorRT tensors ``v``, ``attn`` to ``network``; returns its output tensor."""
+    from volo_deploy.export.trt_surgery import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION  # imports torch
+
     creator = trt.get_plugin_registry().get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
     if creator is None:
         raise ExportError(f"TensorRT plugin {PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION} is not registered: "

@@ -86,15 +86,22 @@ def dlopen_path(plugin: str | Path) -> str:
     return text if "/" in text else f"./{text}"
 
 
+#: ``trtexec`` timing flags that TensorRT 11's trtexec reports as deprecated (spin-wait and no
+#: host<->device copies are what it does by default there); given to TensorRT 10 only.
+TRT10_TIMING_FLAGS = ("--useSpinWait", "--noDataTransfers")
+
+
 def bench_command(engine: str, plugin: str, profile: BatchProfile, img_size: int, batch: int | None = None,
-                  warmup_ms: int = 500, iterations: int = 200, trtexec: str = "trtexec") -> list[str]:
-    """``trtexec --loadEngine`` timing line (TensorRT 10.x and 11.x flags): warm-up, fixed iteration count,
-    median/p90/p99, no host<->device copies in the timed loop."""
+                  warmup_ms: int = 500, iterations: int = 200, trtexec: str = "trtexec",
+                  trt_major: int | None = 10) -> list[str]:
+    """``trtexec --loadEngine`` timing line for TensorRT ``trt_major`` (None: without the version-specific
+    flags): warm-up, fixed iteration count, median/p90/p99, no host<->device copies in the timed loop."""
     cmd = [trtexec, f"--loadEngine={engine}", f"--dynamicPlugins={dlopen_path(plugin)}"]
     if profile.dynamic:
         cmd.append(f"--shapes={profile.shape(batch or profile.opt, img_size)}")
-    cmd += [f"--warmUp={warmup_ms}", f"--iterations={iterations}", "--duration=0", "--percentile=50,90,99",
-            "--useSpinWait", "--noDataTransfers"]
+    cmd += [f"--warmUp={warmup_ms}", f"--iterations={iterations}", "--duration=0", "--percentile=50,90,99"]
+    if trt_major is not None and trt_major < 11:
+        cmd += list(TRT10_TIMING_FLAGS)
     return cmd
 
 
@@ -206,7 +213,6 @@ fi
 cp "$BUILD_DIR/{plugin_lib}" "$HERE/{plugin_lib}"
 
 echo "== building {engine} with $TRTEXEC"
-rm -f "$HERE/{engine}"
 {trtexec_line}
 {post_build}echo "== wrote $HERE/{engine}; load it with $HERE/{plugin_lib} (volo-bench --backend trt, or trtexec --loadEngine)"
 """
@@ -221,14 +227,18 @@ def build_script(
     img_size: int,
     workspace_mib: int | None,
     post_build: str = "",
+    more_engines: tuple[tuple[str, str, BatchProfile], ...] = (),
 ) -> tuple[str, list[str]]:
     """``build_engine.sh`` text for the target, and the ``trtexec`` line it runs (relative paths).
 
-    ``post_build``: shell lines run after the engine is written (the bundle copies it for Triton)."""
+    ``more_engines``: (onnx, engine, profile) built after the first with the same precision and
+    workspace (the bundle's DeepStream/Triton graph). ``post_build``: shell lines run after the engines are written."""
     from volo_deploy import __version__
 
     cmd = trtexec_command(onnx_file, PLUGIN_LIB, engine, profile, img_size, precision, workspace_mib)
-    line = '"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in cmd[1:])
+    builds = [(engine, cmd)] + [(e, trtexec_command(o, PLUGIN_LIB, e, p, img_size, precision, workspace_mib))
+                                for o, e, p in more_engines]
+    line = "\n".join(f'rm -f "$HERE/{e}"\n"$TRTEXEC" ' + " ".join(shlex.quote(a) for a in c[1:]) for e, c in builds)
     text = _SCRIPT.format(
         model=model_name, precision=precision, version=__version__, script=SCRIPT_NAME, src_dir=PLUGIN_SRC_DIR,
         plugin_name=f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME} v{PLUGIN_VERSION}", plugin_lib=PLUGIN_LIB, engine=engine,
@@ -277,29 +287,71 @@ def check_supported(version: tuple[int, ...] | str) -> None:
         raise BackendUnavailable(TOO_OLD.format(found=".".join(str(x) for x in v)))
 
 
-def find_tensorrt_include() -> Path | None:
-    """Directory holding ``NvInfer.h``: $TENSORRT_INCLUDE_DIR, $TENSORRT_ROOT/include, system paths."""
+def tensorrt_include_dirs() -> list[Path]:
+    """Directories holding ``NvInfer.h``, in order: $TENSORRT_INCLUDE_DIR, $TENSORRT_ROOT/include, system paths."""
     cands = [os.environ.get("TENSORRT_INCLUDE_DIR")]
     if os.environ.get("TENSORRT_ROOT"):
         cands.append(os.path.join(os.environ["TENSORRT_ROOT"], "include"))
     cands += ["/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/local/tensorrt/include",
               "/usr/include"]
+    out: list[Path] = []
     for c in cands:
-        if c and (Path(c) / "NvInfer.h").is_file():
-            return Path(c)
-    return None
+        if c and (Path(c) / "NvInfer.h").is_file() and Path(c) not in out:
+            out.append(Path(c))
+    return out
 
 
-def plugin_library(prebuilt: Path | None, cuda_arch: str) -> Path:
+def find_tensorrt_include(runtime: tuple[int, ...] | None = None) -> Path | None:
+    """The TensorRT include directory for a plugin that the ``runtime`` TensorRT will load.
+
+    Without ``runtime``: the first found. With it: the first whose ``NvInferVersion.h`` has the
+    runtime's major.minor, else the first with its major; headers of another major are refused
+    (:class:`BackendUnavailable`): a plugin built against them has another ABI, and its
+    ``libnvinfer.so.N`` would be a second TensorRT in the process.
+    """
+    dirs = tensorrt_include_dirs()
+    if runtime is None or not dirs:
+        return dirs[0] if dirs else None
+    versions = {d: header_version(d) for d in dirs}
+    for want in (tuple(runtime[:2]), tuple(runtime[:1])):
+        for d, v in versions.items():
+            if v is not None and v[: len(want)] == want:
+                return d
+    found = ", ".join(f"{d} ({'.'.join(map(str, v)) if v else 'version unknown'})" for d, v in versions.items())
+    raise BackendUnavailable(
+        f"TensorRT headers do not match the installed tensorrt {'.'.join(map(str, runtime))}: found {found}; "
+        f"set TENSORRT_ROOT / TENSORRT_INCLUDE_DIR to TensorRT {runtime[0]}.x headers, or pass --plugin PATH "
+        f"(a libvolo_outlook_plugin.so built for TensorRT {runtime[0]})")
+
+
+def linked_nvinfer_major(library: Path) -> int | None:
+    """Major N of the ``libnvinfer.so.N`` a shared library names (its DT_NEEDED string), None if none."""
+    found = re.findall(rb"libnvinfer\.so\.(\d+)\x00", Path(library).read_bytes())
+    return int(found[0]) if found else None
+
+
+def check_prebuilt(prebuilt: Path, runtime: tuple[int, ...] | None) -> Path:
+    """``--plugin``: the file exists and links the runtime's libnvinfer major (where both are known)."""
+    if not Path(prebuilt).is_file():
+        raise ExportError(f"--plugin {prebuilt}: no such file")
+    major = linked_nvinfer_major(prebuilt)
+    if runtime is not None and major is not None and major != runtime[0]:
+        raise BackendUnavailable(f"--plugin {prebuilt}: links libnvinfer.so.{major}, but the installed tensorrt is "
+                                 f"{'.'.join(map(str, runtime))}: rebuild it against TensorRT {runtime[0]} headers")
+    return Path(prebuilt)
+
+
+def plugin_library(prebuilt: Path | None, cuda_arch: str, runtime: str | None = None) -> Path:
     """``prebuilt`` (checked) or the plugin built from ``plugins/outlook_attention`` into a cache folder.
 
-    The cache key covers the plugin sources, the TensorRT headers' version file and ``cuda_arch``.
+    ``runtime``: the ``tensorrt`` module's version; the headers must have its major version (see
+    :func:`find_tensorrt_include`). The cache key covers the plugin sources, the TensorRT headers'
+    version file and ``cuda_arch``.
     """
+    rt = parse_version(runtime) if runtime else None
     if prebuilt is not None:
-        if not Path(prebuilt).is_file():
-            raise ExportError(f"--plugin {prebuilt}: no such file")
-        return Path(prebuilt)
-    include = find_tensorrt_include()
+        return check_prebuilt(prebuilt, rt)
+    include = find_tensorrt_include(rt)
     if include is None:
         raise BackendUnavailable(
             "TensorRT headers (NvInfer.h) not found, so the outlook-attention plugin cannot be built here: "
@@ -309,6 +361,10 @@ def plugin_library(prebuilt: Path | None, cuda_arch: str) -> Path:
     found = header_version(include)
     if found is not None:
         check_supported(found)
+    return _build_cached(include, cuda_arch)
+
+
+def _build_cached(include: Path, cuda_arch: str) -> Path:
     h = hashlib.sha256()
     src = plugin_source_dir()
     for p in sorted(src.rglob("*")):

@@ -74,16 +74,21 @@ def deepstream_normalization(mean, std) -> tuple[float, list[float], float]:
 
 def deepstream_config(model: str, precision: str, onnx_file: str, engine: str, loader_lib: str, labels: str,
                       t: EvalTransform, batch: int, output: str) -> str:
-    """``deepstream/config_infer_primary.txt`` (nvinfer, classifier); paths relative to its folder."""
-    scale, offsets, err = deepstream_normalization(t.mean, t.std)
+    """``deepstream/config_infer_primary.txt`` (nvinfer, classifier) for the DeepStream graph
+    (:mod:`volo_deploy.export.trt_deepstream`: 1/std folded in, softmax out); paths relative to its folder."""
+    from volo_deploy.export.trt_deepstream import deepstream_normalization as exact
+
+    scale, offsets = exact(t.mean)
     return f"""# DeepStream nvinfer config for {model} ({precision}), written by volo_deploy (volo-export --emit-only).
 # Relative paths are resolved by nvinfer against this file's folder. Build the engine first
 # (../build_engine.sh); nvinfer only builds from onnx-file when model-engine-file is missing.
 # custom-lib-path is the loader built by build_engine.sh: nvinfer dlopens it and it registers the
 # OutlookAttention plugin (libvolo_outlook_plugin.so in the same folder) with TensorRT.
-# Preprocessing differs from our eval transform: nvinfer scales the whole frame to infer-dims
-# (no center crop) and has one scale for all channels (worst relative error {err:.2%} here).
-# See ../README.md for the measured cost and how to avoid it.
+# The engine is the DeepStream graph ({onnx_file}): 1/std is folded into its first convolution, so
+# net-scale-factor=1/255 and offsets=255*mean give our normalization exactly, and it outputs softmax
+# probabilities (nvinfer's classifier parser takes a class only if its output is > 0 and > the threshold).
+# Resizing still differs from our eval transform: nvinfer scales the whole frame to infer-dims
+# (no center crop). See ../README.md for the measured cost and how to avoid it.
 [property]
 gpu-id=0
 onnx-file=../{onnx_file}
@@ -108,14 +113,20 @@ gie-unique-id=1
 
 
 def triton_config(model: str, input_name: str, input_type: int, output_name: str, output_type: int,
-                  img_size: int, num_classes: int, max_batch: int, dynamic: bool) -> str:
-    """``triton/<model>/config.pbtxt`` for ``tensorrt_plan`` (the engine goes to ``<model>/1/model.plan``)."""
+                  img_size: int, num_classes: int, profile) -> str:
+    """``triton/<model>/config.pbtxt`` for ``tensorrt_plan`` (the engine goes to ``<model>/1/model.plan``).
+
+    ``profile`` (a :class:`~volo_deploy.export.trt_engine.BatchProfile`): the Triton engine's; the dynamic
+    batcher may send any batch from 1 to ``max_batch_size``, so a dynamic profile must start at 1."""
+    dynamic, max_batch = profile.dynamic, profile.max
+    if dynamic and profile.min != 1:
+        raise ValueError(f"a Triton engine's profile must start at batch 1 (Triton sends any batch), got {profile.min}")
     if dynamic:  # Triton adds the batch dimension itself
         batch_line, in_dims, out_dims = f"max_batch_size: {max_batch}", f"3, {img_size}, {img_size}", f"{num_classes}"
     else:  # fixed-batch engine: full shapes, no Triton batching
         batch_line = "max_batch_size: 0"
         in_dims, out_dims = f"{max_batch}, 3, {img_size}, {img_size}", f"{max_batch}, {num_classes}"
-    extra = "\ndynamic_batching { }" if dynamic else ""
+    extra = f"\ndynamic_batching {{\n  preferred_batch_size: [ {profile.opt} ]\n}}" if dynamic else ""
     return f"""# Triton model config for {model}, written by volo_deploy; the engine goes to 1/model.plan.
 # Start Triton with the plugin loader preloaded (it registers libvolo_outlook_plugin.so from its folder):
 #   LD_PRELOAD=/abs/path/libvolo_outlook_autoload.so tritonserver --model-repository=/abs/path/triton

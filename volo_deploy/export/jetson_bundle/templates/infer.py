@@ -24,7 +24,6 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import preprocess  # noqa: E402  (generated next to this file)
 
 CUDART_NAMES = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0",
                 "/usr/local/cuda/lib64/libcudart.so", "/usr/local/cuda/targets/aarch64-linux/lib/libcudart.so")
@@ -102,6 +101,12 @@ class Engine:
         self.input = next(n for n in names if modes[n] == trt.TensorIOMode.INPUT)
         self.output = next(n for n in names if modes[n] == trt.TensorIOMode.OUTPUT)
         self.batch = int(self.engine.get_tensor_shape(self.input)[0])  # -1: dynamic
+        if self.batch > 0:
+            self.min_batch = self.max_batch = self.batch
+        else:  # the optimization profile's (min, opt, max) shapes
+            lo, _, hi = self.engine.get_tensor_profile_shape(self.input, 0)
+            self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
+        self.engine_path = engine_path
         self._buffers: dict[str, tuple[int, int]] = {}
 
     def _buffer(self, name: str, nbytes: int) -> int:
@@ -114,14 +119,17 @@ class Engine:
         return ptr
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """float32 logits of ``batch`` (N, 3, H, W); a fixed-batch engine's batch is padded and cut."""
+        """float32 outputs of ``batch`` (N, 3, H, W): split at the profile's max batch, padded up to its min
+        (repeating the last image) and cut back."""
         n = len(batch)
-        if self.batch > 0 and n != self.batch:
-            if n > self.batch:
-                return np.concatenate([self.run(batch[i : i + self.batch]) for i in range(0, n, self.batch)])
-            batch = np.concatenate([batch, np.repeat(batch[-1:], self.batch - n, axis=0)])
+        if n > self.max_batch:
+            return np.concatenate([self.run(batch[i : i + self.max_batch]) for i in range(0, n, self.max_batch)])
+        if n < self.min_batch:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], self.min_batch - n, axis=0)])
         x = np.ascontiguousarray(batch, dtype=self.trt.nptype(self.engine.get_tensor_dtype(self.input)))
-        self.context.set_input_shape(self.input, x.shape)
+        if not self.context.set_input_shape(self.input, x.shape):
+            raise SystemExit(f"error: {self.engine_path}: TensorRT refused input shape {tuple(x.shape)} (engine batch "
+                             f"{self.min_batch}..{self.max_batch}, image {tuple(x.shape[1:])})")
         y = np.empty(tuple(self.context.get_tensor_shape(self.output)),
                      dtype=self.trt.nptype(self.engine.get_tensor_dtype(self.output)))
         src, dst = self._buffer(self.input, x.nbytes), self._buffer(self.output, y.nbytes)
@@ -144,6 +152,8 @@ def top_k(logits: np.ndarray, k: int) -> list[tuple[int, float]]:
 
 
 def _load(path: Path) -> np.ndarray:
+    import preprocess  # generated next to this file; needs Pillow
+
     try:
         return preprocess.load(path)[None]
     except (OSError, ValueError) as exc:  # missing, unreadable or not an image (PIL raises OSError subclasses)
@@ -161,13 +171,13 @@ def main(argv: list[str] | None = None, trt=None, cuda=None) -> int:
     args = ap.parse_args(argv)
     labels = args.labels.read_text().splitlines() if args.labels.is_file() else []
     inputs = [(p, _load(p)) for p in args.images]
-    engine = Engine(args.engine, args.plugin, trt=trt, cuda=cuda)
-    engine.run(inputs[0][1])  # warm-up: first-run allocations are not the model's latency
+    net = Engine(args.engine, args.plugin, trt=trt, cuda=cuda)
+    net.run(inputs[0][1])  # warm-up: first-run allocations are not the model's latency
     for path, x in inputs:
         t0 = time.perf_counter()
-        logits = engine.run(x)[0]
+        logits = net.run(x)[0]
         ms = (time.perf_counter() - t0) * 1e3
-        print(f"{path}: {ms:.2f} ms (copy in + execute + copy out, batch {max(engine.batch, 1)})")
+        print(f"{path}: {ms:.2f} ms (copy in + execute + copy out, batch {net.min_batch})")
         for cls, prob in top_k(logits, args.top):
             name = labels[cls] if cls < len(labels) else str(cls)
             print(f"  {prob:7.4f}  {cls:4d}  {name}")
