@@ -12,8 +12,14 @@ import pytest
 
 from volo_deploy.cli.gate import main as gate_main
 from volo_deploy.errors import BadInputError
-from volo_deploy.harness.gate import GateLimits, compare, parse_fraction
-from volo_deploy.harness.report import SCHEMA
+from volo_deploy.harness.gate import GateLimits, Retiming, parse_fraction
+from volo_deploy.harness.gate import compare as _compare
+from volo_deploy.harness.report_schema import SCHEMA, BenchReport
+
+
+def compare(report: dict, baseline: dict, *args, **kw):
+    """The gate on constructed report dicts (checked against the schema first, as volo-gate does)."""
+    return _compare(BenchReport.from_json(report), BenchReport.from_json(baseline), *args, **kw)
 
 
 def _case(backend: str, precision: str, top1: float, agree: float, p50: dict[str, float]) -> dict:
@@ -150,9 +156,10 @@ def test_update_baseline_writes_atomically(files, tmp_path):
     report = _write(tmp_path / "r.json", new)
     target = tmp_path / "ci" / "baseline.json"
     assert gate_main(["--report", str(report), "--baseline", str(target), "--update-baseline"]) == 0
-    assert json.loads(target.read_text()) == new
+    typed = BenchReport.from_json(new)
+    assert BenchReport.from_json(json.loads(target.read_text())) == typed
     assert gate_main(["--report", str(report), "--baseline", str(baseline), "--update-baseline"]) == 0
-    assert json.loads(baseline.read_text()) == new
+    assert BenchReport.from_json(json.loads(baseline.read_text())) == typed
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -296,7 +303,7 @@ class StandIn:
         self.calls.append((backend, precision, batch))
         f = self.factors[min(len(self.calls) - 1, len(self.factors) - 1)]
         rng = np.random.default_rng(len(self.calls))
-        return (rng.gamma(400.0, self.p50[(backend, precision, batch)] / 400.0, size=40) * f).tolist()
+        return Retiming((rng.gamma(400.0, self.p50[(backend, precision, batch)] / 400.0, size=40) * f).tolist())
 
 
 def test_remeasure_clears_a_disturbed_cell():
@@ -308,7 +315,7 @@ def test_remeasure_clears_a_disturbed_cell():
     stand_in = StandIn(base, [1.7, 1.0])  # still busy once, then quiet
     checks = compare(cur, base, remeasure=stand_in)
     check = next(c for c in checks if c.metric == "latency_bs1" and c.backend == "torch")
-    assert check.result == "PASS" and "re-measured 2x" in check.message
+    assert check.result == "PASS" and "re-timed 2x" in check.message
     assert stand_in.calls == [("torch", "fp32", 1)] * 2
 
 
@@ -317,7 +324,7 @@ def test_remeasure_confirms_a_real_slowdown_after_every_round():
     cur = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
     stand_in = StandIn(base, [1.3])
     checks = [c for c in compare(cur, base, GateLimits(remeasure_rounds=2), remeasure=stand_in) if c.passed is False]
-    assert len(checks) == 4 and all("re-measured 2x" in c.message for c in checks)
+    assert len(checks) == 4 and all("re-timed 2x" in c.message for c in checks)
     assert len(stand_in.calls) == 4 * 2
 
 
@@ -331,7 +338,7 @@ def test_remeasure_that_cannot_run_keeps_the_first_verdict():
         raise RemeasureError("artifact /tmp/x: no manifest")
 
     fails = [c for c in compare(cur, base, remeasure=gone) if c.passed is False]
-    assert len(fails) == 4 and all("could not re-measure: artifact /tmp/x" in c.message for c in fails)
+    assert len(fails) == 4 and all("could not re-time: artifact /tmp/x" in c.message for c in fails)
 
 
 def test_remeasure_refuses_other_hardware():
@@ -341,4 +348,4 @@ def test_remeasure_refuses_other_hardware():
     report = make_report()
     report["threads"] = {"requested": None}
     with pytest.raises(RemeasureError, match="not the one the report was measured on"):
-        remeasurer(report)
+        remeasurer(BenchReport.from_json(report))
