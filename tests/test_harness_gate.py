@@ -349,3 +349,45 @@ def test_remeasure_refuses_other_hardware():
     report["threads"] = {"requested": None}
     with pytest.raises(RemeasureError, match="not the one the report was measured on"):
         remeasurer(BenchReport.from_json(report))
+
+
+class Interleaved:
+    """A remeasure callable timing both artifacts call by call on a machine whose load swings 1x-3x
+    from pair to pair (both calls of a pair see the same load); the candidate ``slower`` x the baseline."""
+
+    def __init__(self, base: dict, slower: float) -> None:
+        self.p50 = StandIn(base, [1.0]).p50
+        self.slower, self.calls = slower, 0
+
+    def __call__(self, backend: str, precision: str, batch: int) -> Retiming:
+        self.calls += 1
+        rng = np.random.default_rng(100 + self.calls)
+        load = rng.uniform(1.0, 3.0, size=30)
+        jitter = rng.gamma(400.0, 1 / 400.0, size=(2, 30))
+        p50 = self.p50[(backend, precision, batch)]
+        return Retiming((p50 * self.slower * load * jitter[0]).tolist(), (p50 * load * jitter[1]).tolist())
+
+
+def test_interleaved_retiming_cancels_a_busy_machine_and_still_catches_30pct():
+    base = _with_samples(make_report(), seed=0)
+    busy = _latency_worse(_with_samples(make_report(), seed=1), 1.8)  # the whole run was slowed by load
+    assert len([c for c in compare(busy, base) if c.passed is False]) == 4
+    quiet_code = Interleaved(base, 1.0)
+    checks = [c for c in compare(busy, base, remeasure=quiet_code) if c.metric.startswith("latency")]
+    assert all(c.result == "PASS" and "interleaved with the baseline's artifact" in c.message for c in checks)
+    assert quiet_code.calls == 4  # one round each: 30 pairs decide
+    slow_code = Interleaved(base, 1.3)
+    checks = [c for c in compare(_latency_worse(busy, 1.3), base, remeasure=slow_code) if c.metric.startswith("lat")]
+    assert all(c.result == "FAIL" and "30 interleaved call pairs" in c.message for c in checks)
+    assert all(c.change.startswith("+3") or c.change.startswith("+2") for c in checks)  # the 30%, not the load
+
+
+def test_paired_ratio_sees_through_load_that_hits_both_calls():
+    from volo_deploy.harness.stats import latency_ratio, paired_ratio
+
+    rng = np.random.default_rng(0)
+    load = rng.uniform(1.0, 3.0, size=40)
+    base, cur = 10 * load, 13 * load * rng.gamma(900.0, 1 / 900.0, size=40)
+    est = paired_ratio(base, cur)
+    assert 1.25 < est.low <= est.ratio <= est.high < 1.35
+    assert latency_ratio(base, cur).low < 1.1  # unpaired, the same calls cannot tell

@@ -129,7 +129,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         checks = gate.compare(report, baseline, limits, retimer)
     finally:
-        getattr(retimer, "close", lambda: None)()
+        if retimer is not None:
+            retimer.close()
     return _conclude(args, report, checks)
 
 
@@ -149,23 +150,33 @@ def _conclude(args: argparse.Namespace, report, checks: list) -> int:
     return 0
 
 
-def _remeasurer(report, baseline, wanted: bool):
-    """The re-timing callable, None when off; where it cannot run here, one that says why in each
-    suspect row (the gate then keeps the verdict of the reports' own samples)."""
-    if not wanted:
-        return None
-    from volo_deploy.harness.gate import RemeasureError
-    from volo_deploy.harness.remeasure import remeasurer
+class _LazyRemeasurer:
+    """Re-timing, set up at the first suspect cell (loading the runtimes costs seconds); where it cannot
+    run here, each suspect row says why and the gate keeps the verdict of the reports' own samples."""
 
-    try:
-        return remeasurer(report, baseline)
-    except RemeasureError as exc:
-        why = str(exc)
+    def __init__(self, report, baseline) -> None:
+        self.report, self.baseline, self.real, self.error = report, baseline, None, ""
 
-        def unavailable(backend: str, precision: str, batch: int):
-            raise RemeasureError(why)
+    def __call__(self, backend: str, precision: str, batch: int):
+        from volo_deploy.harness.gate import RemeasureError
+        from volo_deploy.harness.remeasure import remeasurer
 
-        return unavailable
+        if self.real is None and not self.error:
+            try:
+                self.real = remeasurer(self.report, self.baseline)
+            except RemeasureError as exc:
+                self.error = str(exc)
+        if self.error:
+            raise RemeasureError(self.error)
+        return self.real(backend, precision, batch)
+
+    def close(self) -> None:
+        if self.real is not None:
+            self.real.close()
+
+
+def _remeasurer(report, baseline, wanted: bool) -> _LazyRemeasurer | None:
+    return _LazyRemeasurer(report, baseline) if wanted else None
 
 
 def _props(report) -> dict[str, str]:

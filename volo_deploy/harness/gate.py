@@ -30,8 +30,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from volo_deploy.errors import BadInputError, VoloDeployError
 from volo_deploy.harness.report_schema import BenchReport, Latency, Result
 
@@ -205,6 +203,8 @@ class LatencyVerdict:
 
 
 def _center(lat: Latency) -> tuple[float, list[float] | None]:
+    import numpy as np
+
     samples = list(lat.samples_ms) if lat.samples_ms else None
     return (float(np.median(samples)) if samples else lat.p50_ms), samples
 
@@ -219,52 +219,82 @@ def judge_latency(bl: Latency, cl: Latency, limits: GateLimits) -> LatencyVerdic
     else:
         ratio = now / base if base > 0 else 1.0
         est = RatioEstimate(ratio, None, None, limits.confidence, len(bs or []), len(cs or []))
-    top = 1.0 + (limits.max_latency_regression or 0.0) + EPS
-    if est.ratio <= top or now - base <= limits.latency_floor_ms:
-        return LatencyVerdict("pass", base, now, est)
     if est.low is None:
+        top = 1.0 + (limits.max_latency_regression or 0.0) + EPS
+        if est.ratio <= top or now - base <= limits.latency_floor_ms:
+            return LatencyVerdict("pass", base, now, est)
         which = "baseline" if not bs else "report"
         return LatencyVerdict("fail", base, now, est, f"no per-call samples in the {which}: decided on p50 alone")
-    if est.low > top:
-        return LatencyVerdict("fail", base, now, est, f"rise beyond the limit with {est.conf:.0%} confidence")
-    return LatencyVerdict("unsure", base, now, est, (
-        f"inconclusive, not counted as a failure: median {est.ratio - 1:+.1%} but the {est.conf:.0%} lower "
-        f"bound {est.low - 1:+.1%} is within the limit"))
+    return _decide(est, base, now, limits)
 
 
 def _samples(values: list[float]) -> Latency:
+    import numpy as np
+
     return Latency(p50_ms=float(np.median(values)), samples_ms=tuple(values))
+
+
+def _decide(est: Any, base: float, now: float, limits: GateLimits, what: str = "") -> LatencyVerdict:
+    what = f" ({what})" if what else ""
+    top = 1.0 + (limits.max_latency_regression or 0.0) + EPS
+    if est.ratio <= top or now - base <= limits.latency_floor_ms:
+        return LatencyVerdict("pass", base, now, est)
+    if est.low > top:
+        return LatencyVerdict("fail", base, now, est, f"rise beyond the limit with {est.conf:.0%} confidence{what}")
+    return LatencyVerdict("unsure", base, now, est, (
+        f"inconclusive, not counted as a failure: median {est.ratio - 1:+.1%} but the {est.conf:.0%} lower "
+        f"bound {est.low - 1:+.1%} is within the limit{what}"))
+
+
+def judge_paired(base: list[float], cand: list[float], limits: GateLimits) -> LatencyVerdict:
+    """Interleaved re-timing: the median of per-pair ratios decides (a busy period slows both calls)."""
+    import numpy as np
+
+    from volo_deploy.harness.stats import paired_ratio
+
+    est = paired_ratio(base, cand, limits.confidence)
+    return _decide(est, float(np.median(base)), float(np.median(cand)), limits,
+                   f"{len(cand)} interleaved call pairs")
 
 
 def _remeasured(be: str, pr: str, bs: str, bl: Latency, first: LatencyVerdict, limits: GateLimits,
                 remeasure: Remeasure) -> tuple[LatencyVerdict, str]:
-    """Re-time a suspect cell until one measurement passes (at most ``remeasure_rounds``); the
-    least disturbed measurement decides (interference on a shared machine only adds time).
+    """Re-time a suspect cell, at most ``remeasure_rounds`` times.
 
-    A round with the baseline's artifact timed interleaved compares the two fresh series (a busy
-    period slows both); a round without compares the fresh candidate with the stored baseline."""
-    rounds, kinds, notes = [first], [], []
+    Interleaved (the baseline's artifact timed beside the candidate's): the call pairs of every round
+    so far decide, until the verdict is sure (pass or fail). Otherwise each round's fresh candidate is
+    compared with the stored baseline, stopping at the first pass, and the least disturbed round
+    decides (interference on a shared machine only adds time)."""
+    rounds, notes, pairs = [first], [], ([], [])
     for _ in range(limits.remeasure_rounds):
         try:
             got = remeasure(be, pr, int(bs))
         except RemeasureError as exc:
             notes.append(f"could not re-time: {exc}")
             break
-        base = _samples(got.baseline) if got.baseline else bl
-        kinds.append("interleaved" if got.baseline else "report only")
         if got.note and got.note not in notes:
             notes.append(got.note)
-        rounds.append(judge_latency(base, _samples(got.candidate), limits))
-        if rounds[-1].state == "pass":
-            break
+        if got.baseline:
+            pairs[0].extend(got.baseline)
+            pairs[1].extend(got.candidate)
+            rounds.append(judge_paired(pairs[0], pairs[1], limits))
+            if rounds[-1].state != "unsure":
+                break
+        else:
+            rounds.append(judge_latency(bl, _samples(got.candidate), limits))
+            if rounds[-1].state == "pass":
+                break
     if len(rounds) == 1:
         return first, "; ".join(notes)
-    best = min(rounds[1:], key=lambda v: v.est.ratio) if "interleaved" in kinds else min(rounds, key=lambda v: v.est.ratio)
-    how = ("interleaved with the baseline's artifact" if set(kinds) == {"interleaved"}
-           else "against the baseline's stored samples" if "interleaved" not in kinds else "mixed")
     seen = ", ".join(f"{v.est.ratio - 1:+.0%}" for v in rounds[1:])
-    msg = (f"first {first.est.ratio - 1:+.1%}; re-timed {len(rounds) - 1}x {how} (median rises {seen}), "
-           "decided on the least disturbed")
+    if pairs[0]:
+        best = rounds[-1]
+        msg = (f"first {first.est.ratio - 1:+.1%}; re-timed {len(rounds) - 1}x interleaved with the baseline's "
+               f"artifact (rises {seen}), decided on all {len(pairs[0])} call pairs")
+    else:
+        best = min(rounds, key=lambda v: v.est.ratio)
+        msg = (f"first {first.est.ratio - 1:+.1%}; re-timed {len(rounds) - 1}x against the baseline's stored samples "
+               f"(median rises {seen}), decided on the least disturbed")
     return best, "; ".join([msg, *notes])
 
 

@@ -2,9 +2,9 @@
 
 Same artifact (checked by hash against its manifest and against the report's recorded sha256,
 as ``volo-bench --artifacts`` reuses it), same thread setting and number of timed calls as the
-report (at least :data:`MIN_WARMUP` warm-up calls); only on the hardware the report was measured
+report (at least :data:`MIN_WARMUP` warm-up and :data:`MIN_ITERS` timed calls); only on the hardware the report was measured
 on. Where the baseline's artifact is also here (same checks) and was run with the same library
-versions and load options, it is timed interleaved with the candidate's, call by call in
+and toolkit versions, threads and load options, it is timed interleaved with the candidate's, call by call in
 alternating order, so a busy period of the machine slows both. Inputs are random images of the
 report's size: latency does not depend on pixel values (checked on the demo: onnxruntime and
 OpenVINO int8, real digits vs random, medians within 3%).
@@ -22,6 +22,8 @@ from volo_deploy.harness.report_schema import BenchReport, Result
 
 #: volo-bench times a case right after running every image through it; a fresh load needs more warm-up.
 MIN_WARMUP = 10
+#: Fewest timed calls of a re-timing (a report made with fewer gives a bound too wide to decide on).
+MIN_ITERS = 20
 
 
 class Remeasurer:
@@ -50,7 +52,7 @@ class Remeasurer:
         size = int(self.report.model.img_size)
         x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
         warmup = max(int(self.report.settings.warmup or 0), MIN_WARMUP)
-        iters = int(self.report.settings.iters or 30)
+        iters = max(int(self.report.settings.iters or 0), MIN_ITERS)
         times = _interleaved([cand] + ([base] if base is not None else []), x, warmup, iters)
         return Retiming(times[0], times[1] if base is not None else None, note)
 
@@ -85,8 +87,9 @@ class Remeasurer:
             return "the baseline was measured on other hardware"
         if (b.get("threads") or {}).get("requested") != self.requested:
             return "the baseline ran with another --threads"
-        if b.get("versions") != self.report.get("versions"):
-            return "the baseline ran with other library versions; both would be timed with today's"
+        if b.get("versions") != self.report.get("versions") or b.get("toolkit_version") != self.report.get(
+                "toolkit_version"):
+            return "the baseline ran with other library or toolkit versions; both would be timed with today's"
         if brow.load_options != row.load_options:
             return f"the baseline loaded it with other options ({brow.load_options})"
         return ""
