@@ -13,8 +13,9 @@ read). Checks per backend x precision of the baseline (only cases that were ``ok
   (inconclusive, not a failure, and said so) when the median rose beyond the limit but the bound
   did not. A ``remeasure`` callable re-times a failing or inconclusive cell up to
   ``remeasure_rounds`` times: where the baseline's own artifact can be timed here, the two are
-  timed interleaved and the fresh series compared (a busy period slows both); otherwise the fresh
-  candidate is compared with the baseline's stored samples. The least disturbed round decides.
+  timed interleaved and the median of per-pair ratios decides (a busy period slows both calls of a
+  pair); otherwise the fresh candidate is compared with the baseline's stored samples and the
+  least disturbed round decides.
   Reports without samples (older ``bench_report/1``) are compared on their p50 alone.
 
 Reports are only compared when model/data fingerprints are equal; otherwise
