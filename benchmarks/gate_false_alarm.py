@@ -11,8 +11,8 @@ gates the reports already in ``--out``). Each run is gated against the one befor
 - ``samples``: ``volo-gate --no-remeasure`` (block-bootstrap bound on the ratio of medians);
 - ``report re-timed``: suspect cells re-timed with the report's artifact only, compared with the
   baseline's stored samples (the fallback when the baseline's artifact is not reachable);
-- ``default``: ``volo-gate --report R --baseline B``: suspect cells re-timed with the report's and
-  the baseline's artifacts interleaved, call by call.
+- ``default``: ``volo-gate --report R --baseline B``: every latency cell re-timed with the report's
+  and the baseline's artifacts interleaved, call by call (the median of per-pair ratios decides).
 
 and the same pairs with a real slowdown: the candidate's samples (and p50s) scaled by 1.3 and its
 re-timings too (the baseline's interleaved re-timings are not scaled). A cell's re-timing rounds
@@ -80,14 +80,18 @@ class Recorded:
     def session(self, factor: float):
         calls: dict[tuple[str, str, int], int] = {}
 
-        def remeasure(backend: str, precision: str, batch: int) -> Retiming:
+        def remeasure(backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming | None:
             key = (backend, precision, batch)
-            k = calls[key] = calls.get(key, -1) + 1
+            k = calls.get(key, 0)
             done = self.rounds.setdefault(key, [])
             if k >= len(done):
                 t0 = time.perf_counter()
-                done.append(self.real(backend, precision, batch))
+                got = self.real(backend, precision, batch, interleaved_only)
                 self.seconds += time.perf_counter() - t0
+                if got is None:
+                    return None
+                done.append(got)
+            calls[key] = k + 1
             r = done[k]
             return Retiming([t * factor for t in r.candidate], r.baseline, r.note)
 

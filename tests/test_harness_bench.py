@@ -61,6 +61,10 @@ def test_demo_run_writes_every_output_with_the_schema(demo_run):
         assert (demo_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = json.loads((demo_run / "report.json").read_text())
     assert r["schema"] == SCHEMA
+    from volo_deploy.harness.report_schema import BenchReport
+
+    assert BenchReport.from_json(r).to_json() == r  # the typed report gives back exactly what volo-bench wrote
+    assert not [p for p in demo_run.iterdir() if p.name.startswith(".staging")]
     for key in ("toolkit_version", "created", "command", "fingerprints", "model", "data", "settings", "threads",
                 "machine", "versions", "reference", "results", "summary"):
         assert key in r, key

@@ -299,7 +299,9 @@ class StandIn:
                     for r in base["results"] for bs, lat in (r.get("latency") or {}).items()}
         self.factors, self.calls = list(factors), []
 
-    def __call__(self, backend: str, precision: str, batch: int) -> list[float]:
+    def __call__(self, backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming | None:
+        if interleaved_only:  # the stand-in has no baseline artifact
+            return None
         self.calls.append((backend, precision, batch))
         f = self.factors[min(len(self.calls) - 1, len(self.factors) - 1)]
         rng = np.random.default_rng(len(self.calls))
@@ -334,7 +336,7 @@ def test_remeasure_that_cannot_run_keeps_the_first_verdict():
     base = _with_samples(make_report(), seed=0)
     cur = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
 
-    def gone(backend: str, precision: str, batch: int) -> list[float]:
+    def gone(backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming:
         raise RemeasureError("artifact /tmp/x: no manifest")
 
     fails = [c for c in compare(cur, base, remeasure=gone) if c.passed is False]
@@ -359,7 +361,7 @@ class Interleaved:
         self.p50 = StandIn(base, [1.0]).p50
         self.slower, self.calls = slower, 0
 
-    def __call__(self, backend: str, precision: str, batch: int) -> Retiming:
+    def __call__(self, backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming:
         self.calls += 1
         rng = np.random.default_rng(100 + self.calls)
         load = rng.uniform(1.0, 3.0, size=30)
@@ -380,6 +382,12 @@ def test_interleaved_retiming_cancels_a_busy_machine_and_still_catches_30pct():
     checks = [c for c in compare(_latency_worse(busy, 1.3), base, remeasure=slow_code) if c.metric.startswith("lat")]
     assert all(c.result == "FAIL" and "30 interleaved call pairs" in c.message for c in checks)
     assert all(c.change.startswith("+3") or c.change.startswith("+2") for c in checks)  # the 30%, not the load
+    # a baseline run slowed 1.5x by load hides the 30% in the reports' samples; the interleaved pairs show it
+    busy_base = _latency_worse(base, 1.5)
+    hidden = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
+    assert not [c for c in compare(hidden, busy_base) if c.passed is False]
+    checks = [c for c in compare(hidden, busy_base, remeasure=Interleaved(base, 1.3)) if c.metric.startswith("lat")]
+    assert all(c.result == "FAIL" and "first -1" in c.message for c in checks), [c.message for c in checks]
 
 
 def test_paired_ratio_sees_through_load_that_hits_both_calls():

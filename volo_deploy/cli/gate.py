@@ -157,7 +157,7 @@ class _LazyRemeasurer:
     def __init__(self, report, baseline) -> None:
         self.report, self.baseline, self.real, self.error = report, baseline, None, ""
 
-    def __call__(self, backend: str, precision: str, batch: int):
+    def __call__(self, backend: str, precision: str, batch: int, interleaved_only: bool = False):
         from volo_deploy.harness.gate import RemeasureError
         from volo_deploy.harness.remeasure import remeasurer
 
@@ -168,7 +168,7 @@ class _LazyRemeasurer:
                 self.error = str(exc)
         if self.error:
             raise RemeasureError(self.error)
-        return self.real(backend, precision, batch)
+        return self.real(backend, precision, batch, interleaved_only)
 
     def close(self) -> None:
         if self.real is not None:

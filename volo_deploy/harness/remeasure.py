@@ -47,8 +47,12 @@ class Remeasurer:
         self._cell: tuple[str, str] | None = None
         self._runners: tuple[Any, Any | None, str] = (None, None, "")
 
-    def __call__(self, backend: str, precision: str, batch: int) -> Retiming:
-        cand, base, note = self._load(backend, precision)
+    def __call__(self, backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming | None:
+        """Time the cell (``interleaved_only``: None, untimed, when the baseline's artifact cannot be timed beside it)."""
+        loaded = self._load(backend, precision, interleaved_only)
+        if loaded is None:
+            return None
+        cand, base, note = loaded
         size = int(self.report.model.img_size)
         x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
         warmup = max(int(self.report.settings.warmup or 0), MIN_WARMUP)
@@ -56,13 +60,12 @@ class Remeasurer:
         times = _interleaved([cand] + ([base] if base is not None else []), x, warmup, iters)
         return Retiming(times[0], times[1] if base is not None else None, note)
 
-    def _load(self, backend: str, precision: str) -> tuple[Any, Any | None, str]:
+    def _load(self, backend: str, precision: str, interleaved_only: bool) -> tuple[Any, Any | None, str] | None:
         if self._cell != (backend, precision):
             self.close()
             row = self.report.row(backend, precision)
             if row is None or not row.ok:
                 raise RemeasureError(f"{backend} {precision} was not ok in the report")
-            cand = _load(row, self.report.model.checkpoint_sha256, self.requested)
             base, note = None, self._baseline_why(row)
             if not note:
                 try:
@@ -70,9 +73,14 @@ class Remeasurer:
                                  self.requested)
                 except RemeasureError as exc:
                     note = f"baseline's {exc}"
+            if note and interleaved_only:
+                return None
+            cand = _load(row, self.report.model.checkpoint_sha256, self.requested)
             if note:
                 note = f"not interleaved ({note}): compared with the baseline's stored samples"
             self._cell, self._runners = (backend, precision), (cand, base, note)
+        if interleaved_only and self._runners[1] is None:
+            return None
         return self._runners
 
     def _baseline_why(self, row: Result) -> str:
