@@ -35,6 +35,7 @@ class Remeasurer:
         from volo_deploy.harness.bench import thread_settings
         from volo_deploy.machine import describe_machine, hardware_fingerprint, summary_line
 
+        _same_cpu(report)
         self.requested = (report.get("threads") or {}).get("requested")
         threads = thread_settings(self.requested)
         here = describe_machine()
@@ -107,6 +108,21 @@ class Remeasurer:
             if r is not None:
                 r.close()
         self._cell, self._runners = None, (None, None, "")
+
+
+def _same_cpu(report: BenchReport) -> None:
+    """RemeasureError when the report's CPU is not this one (decided before torch is imported)."""
+    import os
+
+    from volo_deploy.machine import cpu_info
+
+    recorded = report.get("machine") or {}
+    here = {"cpu": cpu_info(), "cpu_count": os.cpu_count()}
+    mine = ((recorded.get("cpu") or {}).get("model"), sorted((recorded.get("cpu") or {}).get("features") or []),
+            recorded.get("cpu_count"))
+    if recorded and mine != (here["cpu"].get("model"), sorted(here["cpu"].get("features") or []), here["cpu_count"]):
+        raise RemeasureError(f"this machine ({here['cpu'].get('model')}, {here['cpu_count']} CPUs) is not the one "
+                             "the report was measured on")
 
 
 def remeasurer(report: BenchReport, baseline: BenchReport | None = None) -> Remeasurer:
