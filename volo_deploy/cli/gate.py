@@ -1,8 +1,8 @@
 """``volo-gate``: fail CI when a bench report regresses against a committed baseline.
 
 Both reports are checked against the report schema before anything is compared. Latency is
-compared only between reports of the same hardware fingerprint; a suspect latency cell is
-re-timed here by default (baseline and candidate artifacts interleaved where both are reachable).
+compared only between reports of the same hardware fingerprint and re-timed here by default
+(baseline and candidate exports interleaved where both are reachable).
 ``--update-baseline`` writes the report as the new baseline (atomically) and exits 0.
 """
 
@@ -79,12 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a latency check fails only when the rise exceeds the limit with this one-sided "
                         "bootstrap confidence (default 0.95)")
     p.add_argument("--remeasure", type=non_negative_int, nargs="?", const=3, default=3, metavar="N",
-                   help="re-time a failing or inconclusive latency cell up to N times (default 3) with the "
-                        "report's artifacts and settings, on the report's hardware only; where the baseline's "
-                        "artifact is reachable too (same hardware, library versions, load options), the two "
-                        "are timed interleaved so a busy period slows both; otherwise the fresh candidate is "
-                        "compared with the baseline's samples (the row says which); decided on the least "
-                        "disturbed round. 0 or --no-remeasure: off")
+                   help="re-time latency here, up to N rounds per cell (default 3), with the report's exports, "
+                        "threads and number of calls, on the report's hardware only: where the baseline's export "
+                        "is reachable too (same library versions, threads, load options), every cell is re-timed "
+                        "with both interleaved call by call and the per-pair ratios decide (a busy period slows "
+                        "both); otherwise a failing or inconclusive cell is re-timed alone against the baseline's "
+                        "samples, decided on the least disturbed round (the row says which). 0 or --no-remeasure: off")
     p.add_argument("--no-remeasure", dest="remeasure", action="store_const", const=0,
                    help="decide on the reports' own samples only (no re-timing)")
     p.add_argument("--require-same-hardware", action="store_true",
