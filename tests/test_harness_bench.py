@@ -61,6 +61,10 @@ def test_demo_run_writes_every_output_with_the_schema(demo_run):
         assert (demo_run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     r = json.loads((demo_run / "report.json").read_text())
     assert r["schema"] == SCHEMA
+    from volo_deploy.harness.report_schema import BenchReport
+
+    assert BenchReport.from_json(r).to_json() == r  # the typed report gives back exactly what volo-bench wrote
+    assert not [p for p in demo_run.iterdir() if p.name.startswith(".staging")]
     for key in ("toolkit_version", "created", "command", "fingerprints", "model", "data", "settings", "threads",
                 "machine", "versions", "reference", "results", "summary"):
         assert key in r, key
@@ -108,7 +112,9 @@ def test_gate_on_the_demo_report(demo_run, tmp_path):
     lat["samples_ms"] = [t * 1.5 for t in lat["samples_ms"]]
     worse["results"][1]["agreement"]["top1_agreement_pct"] -= 2.5
     (tmp_path / "worse.json").write_text(json.dumps(worse))
-    assert gate_main(["--report", str(tmp_path / "worse.json"), "--baseline", str(baseline), "--junit", str(junit)]) == 1
+    # doctored samples of the same artifact: decided on the samples alone (re-timing would time the same file)
+    assert gate_main(["--report", str(tmp_path / "worse.json"), "--baseline", str(baseline), "--junit", str(junit),
+                      "--no-remeasure"]) == 1
     failed = [c.get("name") for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None]
     assert sorted(failed) == ["agreement", "latency_bs1"]
 
@@ -116,26 +122,37 @@ def test_gate_on_the_demo_report(demo_run, tmp_path):
 def test_remeasure_retimes_the_reports_own_artifact(demo_run, tmp_path):
     from volo_deploy.harness.gate import RemeasureError
     from volo_deploy.harness.remeasure import remeasurer
+    from volo_deploy.harness.report_schema import BenchReport
 
     report = json.loads((demo_run / "report.json").read_text())
-    samples = remeasurer(report)("onnxruntime", "fp32", 4)
-    assert len(samples) == report["settings"]["iters"] and all(t > 0 for t in samples)
-    # through the CLI: a baseline 10x faster than anything this machine does fails after 2 re-measurements
+    typed = BenchReport.from_json(report)
+    got = remeasurer(typed, typed)("onnxruntime", "fp32", 4)  # the baseline's artifact is here: interleaved
+    assert len(got.candidate) == len(got.baseline) == max(report["settings"]["iters"], 20) and min(got.candidate) > 0
+    # through the CLI: a baseline 10x faster than anything this machine does
     base = json.loads((demo_run / "report.json").read_text())
     lat = base["results"][1]["latency"]["1"]
     lat["samples_ms"] = [t * 0.1 for t in lat["samples_ms"]]
     lat["p50_ms"] *= 0.1
     (tmp_path / "fast.json").write_text(json.dumps(base))
     junit = tmp_path / "gate.xml"
-    rc = gate_main(["--report", str(demo_run / "report.json"), "--baseline", str(tmp_path / "fast.json"),
-                    "--remeasure", "2", "--junit", str(junit)])
-    assert rc == 1
+    args = ["--report", str(demo_run / "report.json"), "--baseline", str(tmp_path / "fast.json"), "--remeasure", "2",
+            "--junit", str(junit)]
+    # its artifact is the report's own, timed interleaved: the stored 10x was the machine, not the model
+    assert gate_main(args) == 0
+    case = next(c for c in ET.parse(junit).getroot().iter("testcase")
+                if (c.get("classname"), c.get("name")) == ("volo_gate.onnxruntime.fp32", "latency_bs1"))
+    assert "interleaved with the baseline's artifact" in case.find("system-out").text
+    # without the baseline's artifact: the fresh candidate against the stored samples, said so, fails
+    base["results"][1]["artifact"]["dir"] = str(tmp_path / "gone")
+    (tmp_path / "fast.json").write_text(json.dumps(base))
+    assert gate_main(args) == 1
     failure = next(c for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None)
     assert (failure.get("classname"), failure.get("name")) == ("volo_gate.onnxruntime.fp32", "latency_bs1")
-    assert "re-measured 2x" in failure.find("failure").text
+    assert "re-timed 2x against the baseline's stored samples" in failure.find("failure").text
+    assert "not interleaved (baseline's artifact" in failure.find("failure").text
     report["results"][1]["artifact"]["dir"] = str(tmp_path / "gone")
     with pytest.raises(RemeasureError, match="no manifest"):
-        remeasurer(report)("onnxruntime", "fp32", 4)
+        remeasurer(BenchReport.from_json(report))("onnxruntime", "fp32", 4)
 
 
 @pytest.fixture

@@ -12,8 +12,14 @@ import pytest
 
 from volo_deploy.cli.gate import main as gate_main
 from volo_deploy.errors import BadInputError
-from volo_deploy.harness.gate import GateLimits, compare, parse_fraction
-from volo_deploy.harness.report import SCHEMA
+from volo_deploy.harness.gate import GateLimits, Retiming, parse_fraction
+from volo_deploy.harness.gate import compare as _compare
+from volo_deploy.harness.report_schema import SCHEMA, BenchReport
+
+
+def compare(report: dict, baseline: dict, *args, **kw):
+    """The gate on constructed report dicts (checked against the schema first, as volo-gate does)."""
+    return _compare(BenchReport.from_json(report), BenchReport.from_json(baseline), *args, **kw)
 
 
 def _case(backend: str, precision: str, top1: float, agree: float, p50: dict[str, float]) -> dict:
@@ -150,9 +156,10 @@ def test_update_baseline_writes_atomically(files, tmp_path):
     report = _write(tmp_path / "r.json", new)
     target = tmp_path / "ci" / "baseline.json"
     assert gate_main(["--report", str(report), "--baseline", str(target), "--update-baseline"]) == 0
-    assert json.loads(target.read_text()) == new
+    typed = BenchReport.from_json(new)
+    assert BenchReport.from_json(json.loads(target.read_text())) == typed
     assert gate_main(["--report", str(report), "--baseline", str(baseline), "--update-baseline"]) == 0
-    assert json.loads(baseline.read_text()) == new
+    assert BenchReport.from_json(json.loads(baseline.read_text())) == typed
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -292,11 +299,13 @@ class StandIn:
                     for r in base["results"] for bs, lat in (r.get("latency") or {}).items()}
         self.factors, self.calls = list(factors), []
 
-    def __call__(self, backend: str, precision: str, batch: int) -> list[float]:
+    def __call__(self, backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming | None:
+        if interleaved_only:  # the stand-in has no baseline artifact
+            return None
         self.calls.append((backend, precision, batch))
         f = self.factors[min(len(self.calls) - 1, len(self.factors) - 1)]
         rng = np.random.default_rng(len(self.calls))
-        return (rng.gamma(400.0, self.p50[(backend, precision, batch)] / 400.0, size=40) * f).tolist()
+        return Retiming((rng.gamma(400.0, self.p50[(backend, precision, batch)] / 400.0, size=40) * f).tolist())
 
 
 def test_remeasure_clears_a_disturbed_cell():
@@ -308,7 +317,7 @@ def test_remeasure_clears_a_disturbed_cell():
     stand_in = StandIn(base, [1.7, 1.0])  # still busy once, then quiet
     checks = compare(cur, base, remeasure=stand_in)
     check = next(c for c in checks if c.metric == "latency_bs1" and c.backend == "torch")
-    assert check.result == "PASS" and "re-measured 2x" in check.message
+    assert check.result == "PASS" and "re-timed 2x" in check.message
     assert stand_in.calls == [("torch", "fp32", 1)] * 2
 
 
@@ -317,7 +326,7 @@ def test_remeasure_confirms_a_real_slowdown_after_every_round():
     cur = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
     stand_in = StandIn(base, [1.3])
     checks = [c for c in compare(cur, base, GateLimits(remeasure_rounds=2), remeasure=stand_in) if c.passed is False]
-    assert len(checks) == 4 and all("re-measured 2x" in c.message for c in checks)
+    assert len(checks) == 4 and all("re-timed 2x" in c.message for c in checks)
     assert len(stand_in.calls) == 4 * 2
 
 
@@ -327,11 +336,11 @@ def test_remeasure_that_cannot_run_keeps_the_first_verdict():
     base = _with_samples(make_report(), seed=0)
     cur = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
 
-    def gone(backend: str, precision: str, batch: int) -> list[float]:
+    def gone(backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming:
         raise RemeasureError("artifact /tmp/x: no manifest")
 
     fails = [c for c in compare(cur, base, remeasure=gone) if c.passed is False]
-    assert len(fails) == 4 and all("could not re-measure: artifact /tmp/x" in c.message for c in fails)
+    assert len(fails) == 4 and all("could not re-time: artifact /tmp/x" in c.message for c in fails)
 
 
 def test_remeasure_refuses_other_hardware():
@@ -341,4 +350,52 @@ def test_remeasure_refuses_other_hardware():
     report = make_report()
     report["threads"] = {"requested": None}
     with pytest.raises(RemeasureError, match="not the one the report was measured on"):
-        remeasurer(report)
+        remeasurer(BenchReport.from_json(report))
+
+
+class Interleaved:
+    """A remeasure callable timing both artifacts call by call on a machine whose load swings 1x-3x
+    from pair to pair (both calls of a pair see the same load); the candidate ``slower`` x the baseline."""
+
+    def __init__(self, base: dict, slower: float) -> None:
+        self.p50 = StandIn(base, [1.0]).p50
+        self.slower, self.calls = slower, 0
+
+    def __call__(self, backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming:
+        self.calls += 1
+        rng = np.random.default_rng(100 + self.calls)
+        load = rng.uniform(1.0, 3.0, size=30)
+        jitter = rng.gamma(400.0, 1 / 400.0, size=(2, 30))
+        p50 = self.p50[(backend, precision, batch)]
+        return Retiming((p50 * self.slower * load * jitter[0]).tolist(), (p50 * load * jitter[1]).tolist())
+
+
+def test_interleaved_retiming_cancels_a_busy_machine_and_still_catches_30pct():
+    base = _with_samples(make_report(), seed=0)
+    busy = _latency_worse(_with_samples(make_report(), seed=1), 1.8)  # the whole run was slowed by load
+    assert len([c for c in compare(busy, base) if c.passed is False]) == 4
+    quiet_code = Interleaved(base, 1.0)
+    checks = [c for c in compare(busy, base, remeasure=quiet_code) if c.metric.startswith("latency")]
+    assert all(c.result == "PASS" and "interleaved with the baseline's artifact" in c.message for c in checks)
+    assert quiet_code.calls == 4  # one round each: 30 pairs decide
+    slow_code = Interleaved(base, 1.3)
+    checks = [c for c in compare(_latency_worse(busy, 1.3), base, remeasure=slow_code) if c.metric.startswith("lat")]
+    assert all(c.result == "FAIL" and "30 interleaved call pairs" in c.message for c in checks)
+    assert all(c.change.startswith("+3") or c.change.startswith("+2") for c in checks)  # the 30%, not the load
+    # a baseline run slowed 1.5x by load hides the 30% in the reports' samples; the interleaved pairs show it
+    busy_base = _latency_worse(base, 1.5)
+    hidden = _latency_worse(_with_samples(make_report(), seed=1), 1.3)
+    assert not [c for c in compare(hidden, busy_base) if c.passed is False]
+    checks = [c for c in compare(hidden, busy_base, remeasure=Interleaved(base, 1.3)) if c.metric.startswith("lat")]
+    assert all(c.result == "FAIL" and "first -1" in c.message for c in checks), [c.message for c in checks]
+
+
+def test_paired_ratio_sees_through_load_that_hits_both_calls():
+    from volo_deploy.harness.stats import latency_ratio, paired_ratio
+
+    rng = np.random.default_rng(0)
+    load = rng.uniform(1.0, 3.0, size=40)
+    base, cur = 10 * load, 13 * load * rng.gamma(900.0, 1 / 900.0, size=40)
+    est = paired_ratio(base, cur)
+    assert 1.25 < est.low <= est.ratio <= est.high < 1.35
+    assert latency_ratio(base, cur).low < 1.1  # unpaired, the same calls cannot tell

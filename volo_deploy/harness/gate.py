@@ -1,6 +1,7 @@
 """Compare a bench report with a baseline: what moved, by how much, against which limit.
 
-Checks per backend x precision of the baseline (only cases that were ``ok`` there are gated):
+Both are :class:`~volo_deploy.harness.report_schema.BenchReport` (checked against the schema when
+read). Checks per backend x precision of the baseline (only cases that were ``ok`` there are gated):
 
 - ``status``: still ``ok`` (a case that disappeared or now fails is a regression);
 - ``top1``: drop of top-1 in percentage points <= ``max_top1_drop_pp`` (when labeled);
@@ -11,25 +12,27 @@ Checks per backend x precision of the baseline (only cases that were ``ok`` ther
   ``max_latency_regression`` (and the median rose by more than ``latency_floor_ms``); WARN
   (inconclusive, not a failure, and said so) when the median rose beyond the limit but the bound
   did not. A ``remeasure`` callable re-times a failing or inconclusive cell up to
-  ``remeasure_rounds`` times and the gate decides on the least disturbed measurement: on a shared
-  machine interference only ever adds time, so a real regression shows in every measurement.
+  ``remeasure_rounds`` times: where the baseline's own artifact can be timed here, the two are
+  timed interleaved and the median of per-pair ratios decides (a busy period slows both calls of a
+  pair); otherwise the fresh candidate is compared with the baseline's stored samples and the
+  least disturbed round decides.
   Reports without samples (older ``bench_report/1``) are compared on their p50 alone.
 
-Reports are only compared when schema and model/data fingerprints are equal; otherwise
+Reports are only compared when model/data fingerprints are equal; otherwise
 :class:`BadInputError` (exit 2): comparing other models or other images says nothing. Latency
 is compared only between equal hardware fingerprints (:func:`hardware_note`); accuracy always.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from volo_deploy.errors import BadInputError, VoloDeployError
+from volo_deploy.harness.report_schema import BenchReport, Latency, Result
 
 EPS = 1e-9
 
@@ -50,8 +53,19 @@ class RemeasureError(VoloDeployError):
     """A cell cannot be re-timed here (artifact gone, other hardware...)."""
 
 
-#: ``remeasure(backend, precision, batch)`` -> fresh per-call latencies in ms (same settings as the report).
-Remeasure = Callable[[str, str, int], list[float]]
+@dataclass(frozen=True)
+class Retiming:
+    """Fresh per-call latencies (ms) of one cell: the candidate's, and the baseline's artifact timed
+    interleaved with it (None when the baseline's artifact cannot be timed here: ``note`` says why)."""
+
+    candidate: list[float]
+    baseline: list[float] | None = None
+    note: str = ""
+
+
+#: ``remeasure(backend, precision, batch, interleaved_only)`` -> a :class:`Retiming` (same settings as the
+#: report); with ``interleaved_only`` None, untimed, when the baseline's artifact cannot be timed beside it.
+Remeasure = Callable[[str, str, int, bool], "Retiming | None"]
 
 
 @dataclass(frozen=True)
@@ -77,45 +91,43 @@ class Check:
 
 
 def parse_fraction(text: str) -> float | None:
-    """``"10%"`` or ``"0.1"`` -> 0.1; ``"off"``/``"none"`` -> None (not gated)."""
+    """``"10%"`` or ``"0.1"`` -> 0.1; ``"off"``/``"none"`` -> None (not gated). NaN, infinity refused."""
     t = str(text).strip().lower()
     if t in ("off", "none"):
         return None
     try:
-        if t.endswith("%"):
-            value = float(t[:-1]) / 100.0
-        else:
-            value = float(t)
-            if value > 1.0:
-                raise BadInputError(f"latency limit {text!r} is ambiguous: write {value:g}% or {value / 100:g}")
+        value = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
     except ValueError:
         raise BadInputError(f"latency limit {text!r}: expected e.g. 10% or 0.1 (or off)") from None
+    if not math.isfinite(value):
+        raise BadInputError(f"latency limit {text!r}: expected a finite number, e.g. 10% or 0.1 (or off)")
     if value < 0:
         raise BadInputError(f"latency limit {text!r} must not be negative")
+    if not t.endswith("%") and value > 1.0:
+        raise BadInputError(f"latency limit {text!r} is ambiguous: write {value:g}% or {value / 100:g}")
     return value
 
 
-def check_comparable(report: dict[str, Any], baseline: dict[str, Any]) -> None:
+def check_comparable(report: BenchReport, baseline: BenchReport) -> None:
     """Refuse (BadInputError, exit 2) when the two reports measured a different model or data."""
-    fr, fb = report.get("fingerprints") or {}, baseline.get("fingerprints") or {}
+    fr, fb = report.fingerprints, baseline.fingerprints
     for key, what in (("model", "model checkpoint"), ("data", "evaluation images")):
-        if not fr.get(key) or not fb.get(key):
-            raise BadInputError(f"{key} fingerprint missing from the {'report' if not fr.get(key) else 'baseline'}")
-        if fr[key] != fb[key]:
+        r, b = getattr(fr, key), getattr(fb, key)
+        if r != b:
             raise BadInputError(
-                f"different {what}: report {key} fingerprint {fr[key][:23]}... != baseline {fb[key][:23]}...; "
+                f"different {what}: report {key} fingerprint {r[:23]}... != baseline {b[:23]}...; "
                 "refusing to compare (re-run volo-bench on the baseline's model/data, or --update-baseline)"
             )
 
 
-def hardware_note(report: dict[str, Any], baseline: dict[str, Any]) -> str | None:
+def hardware_note(report: BenchReport, baseline: BenchReport) -> str | None:
     """None when both reports carry the same hardware fingerprint; else why latency cannot be compared."""
     from volo_deploy.machine import summary_line
 
-    def who(r: dict[str, Any]) -> str:
-        return summary_line(r["machine"]) if r.get("machine") else "machine not recorded"
+    def who(r: BenchReport) -> str:
+        return summary_line(r.get("machine")) if r.get("machine") else "machine not recorded"
 
-    hr, hb = (report.get("fingerprints") or {}).get("hardware"), (baseline.get("fingerprints") or {}).get("hardware")
+    hr, hb = report.fingerprints.hardware, baseline.fingerprints.hardware
     if hr and hr == hb:
         return None
     if not hb or not hr:
@@ -125,13 +137,9 @@ def hardware_note(report: dict[str, Any], baseline: dict[str, Any]) -> str | Non
     return f"different hardware: baseline {hb} ({who(baseline)}) vs report {hr} ({who(report)})"
 
 
-def _key(r: dict[str, Any]) -> tuple[str, str]:
-    return r["backend"], r["precision"]
-
-
 def compare(
-    report: dict[str, Any],
-    baseline: dict[str, Any],
+    report: BenchReport,
+    baseline: BenchReport,
     limits: GateLimits = GateLimits(),
     remeasure: Remeasure | None = None,
 ) -> list[Check]:
@@ -142,47 +150,47 @@ def compare(
     hw = hardware_note(report, baseline)
     if hw is not None:
         limits = replace(limits, max_latency_regression=None)
-    cur = {_key(r): r for r in report["results"]}
+    cur = {(r.backend, r.precision): r for r in report.results}
     checks: list[Check] = []
-    for b in baseline["results"]:
-        be, pr = _key(b)
-        c = cur.get((be, pr))
-
-        def add(metric: str, base: str, now: str, change: str, limit: str, passed: bool | None, msg: str = "") -> None:
-            checks.append(Check(be, pr, metric, base, now, change, limit, passed, msg))
-
-        if b["status"] != "ok":
-            add("status", b["status"], c["status"] if c else "missing", "", "baseline not ok: not gated", None)
-            continue
-        if c is None:
-            add("status", "ok", "missing", "case missing", "must stay ok", False, "not in the report")
-            continue
-        if c["status"] != "ok":
-            add("status", "ok", c["status"], "ok -> " + c["status"], "must stay ok", False, c.get("reason") or "")
-            continue
-        add("status", "ok", "ok", "", "must stay ok", True)
-        checks.append(_drop_check(be, pr, "top1", b, c, "accuracy", "top1_pct", limits.max_top1_drop_pp))
-        checks.append(
-            _drop_check(be, pr, "agreement", b, c, "agreement", "top1_agreement_pct", limits.max_agreement_drop_pp)
-        )
-        for bs, bl in sorted((b.get("latency") or {}).items(), key=lambda kv: int(kv[0])):
-            cl = (c.get("latency") or {}).get(bs)
-            checks.append(_latency_check(be, pr, bs, bl, cl, limits, remeasure, hw))
-    base_keys = {_key(b) for b in baseline["results"]}
+    for b in baseline.results:
+        checks += _case_checks(b, cur.get((b.backend, b.precision)), limits, remeasure, hw)
+    base_keys = {(b.backend, b.precision) for b in baseline.results}
     for key, c in cur.items():
         if key not in base_keys:
-            checks.append(Check(*key, "status", "missing", c["status"], "new case", "not in baseline: not gated", None))
+            checks.append(Check(*key, "status", "missing", c.status, "new case", "not in baseline: not gated", None))
     return checks
 
 
-def _drop_check(be: str, pr: str, metric: str, b: dict, c: dict, section: str, field: str, limit: float) -> Check:
-    bv = (b.get(section) or {}).get(field)
-    cv = (c.get(section) or {}).get(field)
+def _case_checks(b: Result, c: Result | None, limits: GateLimits, remeasure: Remeasure | None,
+                 hw: str | None) -> list[Check]:
+    def status(base: str, now: str, change: str, limit: str, passed: bool | None, msg: str = "") -> Check:
+        return Check(b.backend, b.precision, "status", base, now, change, limit, passed, msg)
+
+    if not b.ok:
+        return [status(b.status, c.status if c else "missing", "", "baseline not ok: not gated", None)]
+    if c is None:
+        return [status("ok", "missing", "case missing", "must stay ok", False, "not in the report")]
+    if not c.ok:
+        return [status("ok", c.status, "ok -> " + c.status, "must stay ok", False, c.reason or "")]
+    checks = [status("ok", "ok", "", "must stay ok", True)]
+    checks.append(_drop_check(b, "top1", _field(b.accuracy, "top1_pct"), _field(c.accuracy, "top1_pct"),
+                              limits.max_top1_drop_pp))
+    checks.append(_drop_check(b, "agreement", _field(b.agreement, "top1_agreement_pct"),
+                              _field(c.agreement, "top1_agreement_pct"), limits.max_agreement_drop_pp))
+    for bs, bl in sorted(b.latency.items(), key=lambda kv: int(kv[0])):
+        checks.append(_latency_check(b.backend, b.precision, bs, bl, c.latency.get(bs), limits, remeasure, hw))
+    return checks
+
+
+def _field(section: Any, name: str) -> float | None:
+    return getattr(section, name) if section is not None else None
+
+
+def _drop_check(b: Result, metric: str, bv: float | None, cv: float | None, limit: float) -> Check:
     lim = f"drop <= {limit:g} pp"
     if bv is None or cv is None:
-        return Check(be, pr, metric, _pct(bv), _pct(cv), "", lim, None, "not measured in both")
-    drop = bv - cv
-    return Check(be, pr, metric, _pct(bv), _pct(cv), f"{cv - bv:+.2f} pp", lim, drop <= limit + EPS)
+        return Check(b.backend, b.precision, metric, _pct(bv), _pct(cv), "", lim, None, "not measured in both")
+    return Check(b.backend, b.precision, metric, _pct(bv), _pct(cv), f"{cv - bv:+.2f} pp", lim, bv - cv <= limit + EPS)
 
 
 @dataclass(frozen=True)
@@ -196,12 +204,14 @@ class LatencyVerdict:
     note: str = ""
 
 
-def _center(lat: dict[str, Any]) -> tuple[float, list[float] | None]:
-    samples = lat.get("samples_ms") or None
-    return (float(np.median(samples)) if samples else float(lat["p50_ms"])), samples
+def _center(lat: Latency) -> tuple[float, list[float] | None]:
+    import numpy as np
+
+    samples = list(lat.samples_ms) if lat.samples_ms else None
+    return (float(np.median(samples)) if samples else lat.p50_ms), samples
 
 
-def judge_latency(bl: dict[str, Any], cl: dict[str, Any], limits: GateLimits) -> LatencyVerdict:
+def judge_latency(bl: Latency, cl: Latency, limits: GateLimits) -> LatencyVerdict:
     """Compare one batch size's latency entries (``samples_ms`` when both have them, else ``p50_ms``)."""
     from volo_deploy.harness.stats import RatioEstimate, latency_ratio
 
@@ -211,69 +221,118 @@ def judge_latency(bl: dict[str, Any], cl: dict[str, Any], limits: GateLimits) ->
     else:
         ratio = now / base if base > 0 else 1.0
         est = RatioEstimate(ratio, None, None, limits.confidence, len(bs or []), len(cs or []))
+    if est.low is None:
+        top = 1.0 + (limits.max_latency_regression or 0.0) + EPS
+        if est.ratio <= top or now - base <= limits.latency_floor_ms:
+            return LatencyVerdict("pass", base, now, est)
+        which = "baseline" if not bs else "report"
+        return LatencyVerdict("fail", base, now, est, f"no per-call samples in the {which}: decided on p50 alone")
+    return _decide(est, base, now, limits)
+
+
+def _samples(values: list[float]) -> Latency:
+    import numpy as np
+
+    return Latency(p50_ms=float(np.median(values)), samples_ms=tuple(values))
+
+
+def _decide(est: Any, base: float, now: float, limits: GateLimits, what: str = "") -> LatencyVerdict:
+    what = f" ({what})" if what else ""
     top = 1.0 + (limits.max_latency_regression or 0.0) + EPS
     if est.ratio <= top or now - base <= limits.latency_floor_ms:
         return LatencyVerdict("pass", base, now, est)
-    if est.low is None:
-        which = "baseline" if not bs else "report"
-        return LatencyVerdict("fail", base, now, est, f"no per-call samples in the {which}: decided on p50 alone")
     if est.low > top:
-        return LatencyVerdict("fail", base, now, est, f"rise beyond the limit with {est.conf:.0%} confidence")
+        return LatencyVerdict("fail", base, now, est, f"rise beyond the limit with {est.conf:.0%} confidence{what}")
     return LatencyVerdict("unsure", base, now, est, (
         f"inconclusive, not counted as a failure: median {est.ratio - 1:+.1%} but the {est.conf:.0%} lower "
-        f"bound {est.low - 1:+.1%} is within the limit"))
+        f"bound {est.low - 1:+.1%} is within the limit{what}"))
 
 
-def _remeasured(be: str, pr: str, bs: str, bl: dict, first: LatencyVerdict, limits: GateLimits,
-                remeasure: Remeasure) -> tuple[LatencyVerdict, str]:
-    """Re-time a suspect cell until one measurement passes (at most ``remeasure_rounds``); the
-    least disturbed measurement decides (interference on a shared machine only adds time)."""
-    rounds = [first]
-    why = ""
+def judge_paired(base: list[float], cand: list[float], limits: GateLimits) -> LatencyVerdict:
+    """Interleaved re-timing: the median of per-pair ratios decides (a busy period slows both calls)."""
+    import numpy as np
+
+    from volo_deploy.harness.stats import paired_ratio
+
+    est = paired_ratio(base, cand, limits.confidence)
+    return _decide(est, float(np.median(base)), float(np.median(cand)), limits,
+                   f"{len(cand)} interleaved call pairs")
+
+
+def _remeasured(be: str, pr: str, bs: str, bl: Latency, first: LatencyVerdict, limits: GateLimits,
+                remeasure: Remeasure, interleaved_only: bool = False) -> tuple[LatencyVerdict, str]:
+    """Re-time a suspect cell, at most ``remeasure_rounds`` times.
+
+    Interleaved (the baseline's artifact timed beside the candidate's): the call pairs of every round
+    so far decide, until the verdict is sure (pass or fail). Otherwise each round's fresh candidate is
+    compared with the stored baseline, stopping at the first pass, and the least disturbed round
+    decides (interference on a shared machine only adds time). ``interleaved_only``: a cell that passed
+    on the reports' samples is re-timed only where it can be interleaved (a busy baseline run hides a
+    real slowdown; the interleaved pairs show it)."""
+    rounds, notes, pairs = [first], [], ([], [])
     for _ in range(limits.remeasure_rounds):
         try:
-            samples = remeasure(be, pr, int(bs))
+            got = remeasure(be, pr, int(bs), interleaved_only)
         except RemeasureError as exc:
-            why = f"; could not re-measure: {exc}"
+            if not interleaved_only:
+                notes.append(f"could not re-time: {exc}")
             break
-        rounds.append(judge_latency(bl, {"samples_ms": samples}, limits))
-        if rounds[-1].state == "pass":
+        if got is None:
             break
-    best = min(rounds, key=lambda v: v.est.ratio)
+        if got.note and got.note not in notes:
+            notes.append(got.note)
+        if got.baseline:
+            pairs[0].extend(got.baseline)
+            pairs[1].extend(got.candidate)
+            rounds.append(judge_paired(pairs[0], pairs[1], limits))
+            if rounds[-1].state != "unsure":
+                break
+        else:
+            rounds.append(judge_latency(bl, _samples(got.candidate), limits))
+            if rounds[-1].state == "pass":
+                break
     if len(rounds) == 1:
-        return first, why[2:]
-    seen = ", ".join(f"{v.est.ratio - 1:+.0%}" for v in rounds)
-    return best, f"re-measured {len(rounds) - 1}x (median rises {seen}), decided on the least disturbed{why}"
+        return first, "; ".join(notes)
+    seen = ", ".join(f"{v.est.ratio - 1:+.0%}" for v in rounds[1:])
+    if pairs[0]:
+        best = rounds[-1]
+        msg = (f"first {first.est.ratio - 1:+.1%}; re-timed {len(rounds) - 1}x interleaved with the baseline's "
+               f"artifact (rises {seen}), decided on all {len(pairs[0])} call pairs")
+    else:
+        best = min(rounds, key=lambda v: v.est.ratio)
+        msg = (f"first {first.est.ratio - 1:+.1%}; re-timed {len(rounds) - 1}x against the baseline's stored samples "
+               f"(median rises {seen}), decided on the least disturbed")
+    return best, "; ".join([msg, *notes])
 
 
-def _noise(bl: dict, cl: dict) -> str:
-    cvs = [f"CV {lat['cv']:.0%}" for lat in (bl, cl) if lat.get("noisy") and lat.get("cv") is not None]
-    return f"noisy measurement ({', '.join(cvs) or 'few calls'})" if bl.get("noisy") or cl.get("noisy") else ""
+def _noise(bl: Latency, cl: Latency) -> str:
+    cvs = [f"CV {lat.cv:.0%}" for lat in (bl, cl) if lat.noisy and lat.cv is not None]
+    return f"noisy measurement ({', '.join(cvs) or 'few calls'})" if bl.noisy or cl.noisy else ""
 
 
-def _latency_check(be: str, pr: str, bs: str, bl: dict, cl: dict | None, limits: GateLimits,
+def _latency_check(be: str, pr: str, bs: str, bl: Latency, cl: Latency | None, limits: GateLimits,
                    remeasure: Remeasure | None = None, hardware: str | None = None) -> Check:
     metric = f"latency_bs{bs}"
     if limits.max_latency_regression is None:
         why = "different hardware: latency not compared" if hardware else "latency not gated"
-        return Check(be, pr, metric, f"{bl['p50_ms']:.3f} ms", "", "", "off", None, why)
+        return Check(be, pr, metric, f"{bl.p50_ms:.3f} ms", "", "", "off", None, why)
     lim = f"p50 rise <= {limits.max_latency_regression:.0%}" + (
         f" or <= {limits.latency_floor_ms:g} ms" if limits.latency_floor_ms > 0 else ""
     )
     if cl is None:
-        return Check(be, pr, metric, f"{bl['p50_ms']:.3f} ms", "missing", "", lim, False, f"batch {bs} not timed")
+        return Check(be, pr, metric, f"{bl.p50_ms:.3f} ms", "missing", "", lim, False, f"batch {bs} not timed")
     v = judge_latency(bl, cl, limits)
     extra = ""
-    if v.state != "pass" and remeasure is not None:
-        v, extra = _remeasured(be, pr, bs, bl, v, limits, remeasure)
+    if remeasure is not None and limits.remeasure_rounds > 0:
+        v, extra = _remeasured(be, pr, bs, bl, v, limits, remeasure, interleaved_only=v.state == "pass")
     e = v.est
     change = f"{e.ratio - 1:+.1%}" + (f" [{e.low - 1:+.0%}, {e.high - 1:+.0%}]" if e.low is not None else "")
     noise = _noise(bl, cl)
     note = "; ".join(t for t in (v.note, noise, extra) if t)
     if v.state == "fail" and noise:
         note += "; counted: even the lower bound, which allows for the noise seen within this run, exceeds the limit"
-    if v.state == "unsure" and remeasure is None:
-        note += "; decide with volo-gate --remeasure"
+    if v.state == "unsure" and (remeasure is None or limits.remeasure_rounds == 0):
+        note += "; decide with re-timing (volo-gate without --no-remeasure, exports kept)"
     return Check(be, pr, metric, f"{v.base_ms:.3f} ms", f"{v.now_ms:.3f} ms", change, lim, v.state != "fail", note,
                  warn=v.state == "unsure")
 
@@ -330,8 +389,7 @@ def junit_xml(checks: list[Check], error: str | None = None, properties: dict[st
 
 
 def write_junit(path: str | Path, data: bytes) -> Path:
-    from volo_deploy.artifacts import atomic_write_bytes
+    """Write JUnit XML to ``path`` (checked first: :func:`volo_deploy.harness.report.check_output_file`)."""
+    from volo_deploy.harness.report import write_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, data)
+    return write_file(path, data, "--junit")

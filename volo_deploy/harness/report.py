@@ -1,89 +1,21 @@
-"""Bench report: the versioned JSON schema, and the Markdown, CSV and plot renderings.
-
-Schema ``volo_deploy.bench_report/1`` (``report.json``). Percentages are 0-100; times in
-ms unless the key says seconds; sizes in bytes unless the key says MB.
-
-- ``schema``: ``"volo_deploy.bench_report/1"``. A reader must refuse any other value.
-- ``toolkit_version``, ``created`` (UTC ISO 8601), ``command`` (argv), ``elapsed_seconds``.
-- ``fingerprints``: ``{"model": "sha256:<checkpoint file hash>", "data": "sha256:<hash of the
-  ordered 'relative/path<TAB>label' lines of the images used>"}``. ``volo-gate`` compares
-  reports only when both are equal.
-- ``model``: ``name``, ``checkpoint``, ``checkpoint_sha256``, ``img_size``, ``num_classes``.
-- ``data``: ``source``, ``layout``, ``n_images``, ``total_available``, ``labeled``,
-  ``num_classes``, ``fingerprint``, ``skipped_images`` (unreadable, not used), ``notes``.
-- ``settings``: ``backends``, ``precisions`` (null: each backend's own), ``batch_sizes``,
-  ``warmup``, ``iters``, ``limit``, ``noisy_cv``, ``artifacts``, ``calib_data``,
-  ``calib_layout`` (``--calib-layout``; null: detected; the layout of ``--data`` is ``data.layout``).
-- ``threads``: ``requested``, ``torch_intra_op``, ``torch_inter_op``, ``env``, ``cpu_count``.
-- ``fingerprints.hardware``: :func:`volo_deploy.machine.hardware_fingerprint` of the machine and
-  the torch thread count; ``volo-gate`` compares latency only between equal ones (a report
-  without it, made before it existed, counts as other hardware).
-- ``machine`` (:func:`volo_deploy.machine.describe_machine`: platform, arch, processor, ``cpu``
-  with model and ISA ``features``, cpu_count, python, ``gpus``), ``versions`` (library -> version or null).
-- ``reference``: FP32 PyTorch, ``accuracy`` ``{top1_pct, top5_pct}`` or null without labels.
-- ``results``: one object per backend x precision:
-
-  - ``backend``, ``precision``, ``status``: ``ok`` | ``failed validation`` | ``export failed`` |
-    ``run failed`` | ``unavailable`` | ``unsupported``; ``reason`` (null when ok).
-  - ``executed_precision``: what the runtime reported computing in, read back from the loaded
-    model (``fp32``, ``bf16``, ``int8+fp32``; OpenVINO ``fp16`` = FP16 weights computed in
-    ``fp32``); null when not run or not reported. ``int8_weight_bits``: 8, or 7 where the
-    exporting CPU had no VNNI / int8 dot product; null for other precisions.
-  - ``artifact``: ``dir``, ``model_file``, ``size_bytes`` (all files), ``sha256``, ``reused``.
-  - ``export_seconds``, ``calibration_seconds`` (null when none), ``validation`` (the export's
-    check against FP32 PyTorch, as in the manifest).
-  - ``accuracy``: ``top1_pct``, ``top5_pct``, ``delta_top1_pp`` (vs FP32 PyTorch, percentage
-    points); null without labels.
-  - ``agreement`` (all images, vs FP32 PyTorch): ``n``, ``top1_agreement_pct``, ``max_abs``,
-    ``mean_abs``, ``max_rel``, ``cosine_min``, ``cosine_mean``.
-  - ``latency``: ``{"<batch>": {batch, warmup, iters, p50_ms, p90_ms, p99_ms, mean_ms, std_ms,
-    min_ms, max_ms, cv, throughput_ips, noisy, warning, samples_ms}}``. ``samples_ms``: the wall
-    time of every timed call in ms, in call order (``iters`` values; added within
-    ``bench_report/1``: older reports lack it and ``volo-gate`` then compares their ``p50_ms``).
-  - ``memory``: ``peak_rss_mb`` (process RSS peak during the case), ``rss_increase_mb``.
-  - ``load_options``, ``warnings`` (e.g. noisy latency), ``log`` (export messages).
-  - ``node``: the machine that exported and timed this case (with ``--ray``, the worker's):
-    ``hostname``, ``machine`` (:func:`volo_deploy.machine.describe_machine`),
-    ``hardware_fingerprint``. A row's latency comes from that one machine, never merged.
-- ``execution``: how the images were run: ``mode`` (``local`` | ``ray``; with Ray also
-  ``ray_address``, ``ray_nodes``, ``ray_resources``, ``max_retries``), ``shard_size``,
-  ``shards``, ``decode_workers``, ``decode_mode``, ``resumed`` (continued an interrupted run),
-  ``reference_cache`` (``dir``, ``reference_cached`` / ``reference_computed`` shard counts).
-- ``summary``: the rows of ``report.md`` as numbers (see :func:`result_rows_summary`).
-"""
+"""Bench report files: report.json (schema: :mod:`volo_deploy.harness.report_schema`), and its
+Markdown, CSV and plot renderings, published as one set (:func:`write_outputs`)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
+import os
 from pathlib import Path
 from typing import Any
 
 from volo_deploy.errors import BadInputError
+from volo_deploy.harness.report_schema import SCHEMA, BenchReport, load_report  # noqa: F401 (re-exported)
 from volo_deploy.machine import summary_line
 
-SCHEMA = "volo_deploy.bench_report/1"
 TABLE_HEADER = ("backend", "precision", "status", "size MB", "top-1", "delta vs FP32", "agreement", "p50 ms", "p99 ms", "img/s")
-
-
-def load_report(path: str | Path, what: str = "report") -> dict[str, Any]:
-    """Read and check a report JSON; :class:`BadInputError` (exit 2) when missing, invalid or another schema."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{what} {path}: not found")
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BadInputError(f"{what} {path}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise BadInputError(f"{what} {path}: not a bench report (top level is not an object)")
-    if obj.get("schema") != SCHEMA:
-        raise BadInputError(f"{what} {path}: schema {obj.get('schema')!r}, this volo-gate reads {SCHEMA!r}")
-    for key in ("fingerprints", "results"):
-        if key not in obj:
-            raise BadInputError(f"{what} {path}: missing {key!r}")
-    return obj
+#: The files of one report, in publishing order: report.json last (its presence marks a complete set).
+REPORT_FILES = ("report.md", "report.csv", "accuracy_vs_latency.png", "latency_percentiles.png", "report.json")
 
 
 def _latency_ends(report: dict[str, Any]) -> tuple[str, str]:
@@ -286,20 +218,93 @@ def _save(fig, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def write_outputs(report: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write report.json, report.md, report.csv and the plots into ``out`` (each atomically)."""
-    from volo_deploy.artifacts import atomic_write_json, atomic_write_text
+def check_output_file(path: str | Path, what: str) -> Path:
+    """The regular file ``path`` names, checked before anything is written (BadInputError, exit 2).
 
+    Refused: an existing path that is not a regular file (FIFO, device, socket, folder), a path
+    under a regular file, a folder that cannot be written. A symlink is followed: the regular file
+    it points to is replaced (atomically) and the link stays; a dangling one creates its target.
+    """
+    import stat
+
+    path = Path(path)
+    real = Path(os.path.realpath(path))
+    link = f" (a symlink to {real})" if real != path.absolute() else ""
+    try:
+        mode = real.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except NotADirectoryError:
+        mode = None
+    except OSError as exc:
+        raise BadInputError(f"{what} {path}{link}: cannot be checked ({exc.strerror})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}.get(stat.S_IFMT(mode), "not a regular file")
+        raise BadInputError(f"{what} {path}{link}: is {kind}, not a regular file; left untouched")
+    folder = real.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BadInputError(f"{what} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInputError(f"{what} {path}: folder {folder} is not writable")
+    return real
+
+
+def write_file(path: str | Path, data: bytes, what: str) -> Path:
+    """Write ``data`` to the checked ``path`` (:func:`check_output_file`) atomically; OSError -> exit 2."""
+    from volo_deploy.artifacts import atomic_write_bytes
+
+    real = check_output_file(path, what)
+    try:
+        real.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_bytes(real, data)
+    except OSError as exc:
+        raise BadInputError(f"{what} {path}: cannot be written ({exc.strerror or exc})") from None
+
+
+def write_outputs(report: dict[str, Any] | BenchReport, out: str | Path) -> dict[str, Path]:
+    """Check ``report`` against the schema, then write report.json, .md, .csv and the plots into a
+    staging folder inside ``out`` and publish them as a set, report.json last.
+
+    A failure while staging publishes nothing (an older report in ``out`` stays whole); the old
+    report.json is removed before the others are replaced, so a half-published set has none.
+    """
+    import shutil
+    import tempfile
+
+    from volo_deploy.artifacts import atomic_write_bytes, atomic_write_json
+
+    typed = report if isinstance(report, BenchReport) else BenchReport.from_json(report, "bench report (not written)")
+    data = typed.to_json()
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInputError(f"--out {out}: cannot be created ({exc.strerror})") from None
-    paths = {
-        "json": atomic_write_json(out / "report.json", report),
-        "md": atomic_write_text(out / "report.md", to_markdown(report)),
-        "csv": atomic_write_text(out / "report.csv", to_csv(report)),
-    }
-    for p in write_plots(report, out):
-        paths[p.stem] = p
-    return paths
+    for name in REPORT_FILES:
+        check_output_file(out / name, "--out")
+    staging = Path(tempfile.mkdtemp(prefix=".staging-report-", dir=out))
+    try:
+        atomic_write_bytes(staging / "report.md", to_markdown(data).encode())
+        atomic_write_bytes(staging / "report.csv", to_csv(data).encode())
+        write_plots(data, staging)
+        atomic_write_json(staging / "report.json", data)
+        return _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, out: Path) -> dict[str, Path]:
+    """Move the staged files into ``out``, report.json last; files of an older set not in this one go."""
+    (out / "report.json").unlink(missing_ok=True)
+    paths = {}
+    for name in REPORT_FILES:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+            paths[{"report.json": "json", "report.md": "md", "report.csv": "csv"}.get(name, Path(name).stem)] = out / name
+        elif name.endswith(".png"):
+            (out / name).unlink(missing_ok=True)  # a plot of the previous report would not match this one
+    return {k: paths[k] for k in ("json", "md", "csv") if k in paths} | {
+        k: v for k, v in paths.items() if k not in ("json", "md", "csv")}

@@ -160,3 +160,21 @@ def latency_ratio(
     ratios = bootstrap_medians(c, n_boot, rng) / bootstrap_medians(b, n_boot, rng)
     low, high = (float(v) for v in np.quantile(ratios, [1.0 - conf, conf]))
     return RatioEstimate(float(np.median(c) / np.median(b)), low, high, conf, int(b.size), int(c.size))
+
+
+def paired_ratio(
+    baseline_ms, current_ms, conf: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> RatioEstimate:
+    """Median of the per-pair ratios ``current[i] / baseline[i]`` of calls timed next to each other
+    (interleaved re-timing), with one-sided ``conf`` block-bootstrap bounds over the pairs.
+
+    A busy period of the machine slows both calls of a pair, so it cancels in their ratio.
+    """
+    b = np.asarray(baseline_ms, dtype=np.float64)
+    c = np.asarray(current_ms, dtype=np.float64)
+    if b.size == 0 or b.size != c.size:
+        raise ValueError("paired_ratio needs the same number (> 0) of calls on both sides")
+    r = c / np.maximum(b, 1e-12)
+    boots = bootstrap_medians(r, n_boot, np.random.default_rng(seed))
+    low, high = (float(v) for v in np.quantile(boots, [1.0 - conf, conf]))
+    return RatioEstimate(float(np.median(r)), low, high, conf, int(b.size), int(c.size))
