@@ -12,6 +12,7 @@ from typing import Any
 from volo_deploy import artifacts
 from volo_deploy.backends.base import (Backend, ExportArtifacts, ExportRequest, ExportResult, Skip, get_backend,
                                       library_distributions)
+from volo_deploy.data.classes import class_names
 from volo_deploy.export.validate import Tolerance, validate_against_torch
 from volo_deploy.models import CheckpointInfo, load_model
 from volo_deploy.models.volo import VOLO
@@ -94,8 +95,10 @@ def export_model(
             log(f"validation skipped: {made.validation.reason}")
         else:
             validation, executed = validate_export(backend_obj, model, request, staged / model_file, log)
-        names = [model_file, *made.files]
-        manifest = build_manifest(backend_obj, request, model_file, model_metadata(model, info, ckpt_sha), made,
+        names = [model_file, *made.files, *_labels_file(staged, model.cfg.num_classes, request.labels, made.files, log)]
+        meta = {**model_metadata(model, info, ckpt_sha), "class_names": class_names(model.cfg.num_classes,
+                                                                                   request.labels)[1]}
+        manifest = build_manifest(backend_obj, request, model_file, meta, made,
                                   export_s, validation, executed, artifacts.file_entries(staged, names))
         files = artifacts.publish(staged, out, names)
     manifest_path = artifacts.atomic_write_json(out / artifacts.MANIFEST_NAME, manifest)
@@ -111,6 +114,17 @@ def export_model(
         details=made.details,
         executed_precision=executed,
     )
+
+
+def _labels_file(staged: Path, num_classes: int, labels: Path | None, made: list[str], log) -> list[str]:
+    """``labels.txt`` (class names, one per line) next to the model when names are known: ImageNet-1k
+    for 1000 classes, or ``--labels``; [] otherwise or when the backend wrote its own."""
+    names, source = class_names(num_classes, labels)
+    if names is None or "labels.txt" in made:
+        return []
+    (staged / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    log(f"classes: {num_classes} names from {source} (labels.txt), e.g. 0 = {names[0]}")
+    return ["labels.txt"]
 
 
 def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest, artifact: Path,

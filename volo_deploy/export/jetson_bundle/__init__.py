@@ -105,7 +105,8 @@ NOT_VALIDATED = ("--emit-only: no engine is built here; run build_engine.sh on t
 
 
 def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt_engine.BatchProfile,
-                 workspace_mib: int | None = None, target_trt: str | None = None) -> tuple[list[str], dict[str, Any]]:
+                 workspace_mib: int | None = None, target_trt: str | None = None,
+                 labels: Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """Write the bundle next to the staged ``onnx_name``; returns (files written, relative to ``staged``;
     manifest details)."""
     from volo_deploy import __version__
@@ -124,7 +125,7 @@ def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt
     files.append(_write(staged, AUTOLOAD_SRC, (TEMPLATES / "volo_outlook_autoload.cpp").read_text()))
     files.append(_write(staged, "infer.py", (TEMPLATES / "infer.py").read_text(), executable=True))
     files.append(_write(staged, "preprocess.py", configs.preprocess_source(name, t)))
-    labels = configs.class_labels(cfg.num_classes)
+    labels = configs.class_labels(cfg.num_classes, labels)
     files.append(_write(staged, "labels.txt", "\n".join(labels) + "\n"))
     files.append(_write(staged, "deepstream/labels.txt", ";".join(labels) + "\n"))
     files.append(_write(staged, "deepstream/config_infer_primary.txt", configs.deepstream_config(
