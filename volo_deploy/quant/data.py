@@ -137,45 +137,83 @@ class Int8Data:
         return [Path(p).as_posix() for p, _ in self.calib.items] if self.calib is not None else []
 
 
-def _sizes(n: int, classes: int, opts) -> tuple[int, int]:
-    """(calibration, held-out) image counts out of a source of ``n`` images (see :func:`plan_int8_data`)."""
+def _sizes(n: int, classes: int, opts, share: float = 1.0) -> tuple[int, int]:
+    """(calibration, held-out) image counts out of a source of ``n`` images, at most ``share`` of them
+    (see :func:`plan_int8_data`)."""
     from volo_deploy.data.sampler import default_calib_size
 
-    hold = opts.eval_size or min(DEFAULT_HOLDOUT, max(MIN_HOLDOUT, n // 4))
-    calib = opts.calib_size or min(default_calib_size(classes), n - hold)
-    if calib + hold > n or calib < (1 if opts.calib_size else MIN_CALIB):
+    usable = int(n * share)
+    hold = opts.eval_size or min(DEFAULT_HOLDOUT, max(MIN_HOLDOUT, usable // 4))
+    calib = opts.calib_size or min(default_calib_size(classes), usable - hold)
+    if calib + hold > usable or calib < (1 if opts.calib_size else MIN_CALIB):
+        of = f" (INT8 may take {share:.0%} of them)" if share < 1 else ""
         raise DataError(
-            f"--calib-data {opts.calib_data}: {n} images; INT8 without --eval-data needs {max(calib, MIN_CALIB)} to "
+            f"--calib-data {opts.calib_data}: {n} images{of}; INT8 without --eval-data needs {max(calib, MIN_CALIB)} to "
             f"calibrate plus {hold} held out to check agreement with FP32 (disjoint): add images, lower "
             "--calib-size/--eval-size, or pass labeled --eval-data"
         )
     return calib, hold
 
 
-def _split(data, opts) -> tuple[object, str, object, str]:
-    """(calibration subset, its hash, held-out subset, its hash): disjoint stratified draws, seeded."""
+def split_holdout(data, opts, hold: bool = True, share: float = 1.0):
+    """(calibration manifest, held-out manifest or None): disjoint stratified draws from ``data``, seeded
+    with ``opts.seed`` (calibration) and ``opts.seed + 1`` (held-out, from the images left), together at
+    most ``share`` of ``data``."""
     from volo_deploy.data.layouts import LabeledImages, scan_images
-    from volo_deploy.data.sampler import sample_subset, subset_images
+    from volo_deploy.data.sampler import default_calib_size, sample_subset
 
-    calib_n, hold_n = _sizes(len(data), len(data.classes), opts)
+    if hold:
+        calib_n, hold_n = _sizes(len(data), len(data.classes), opts, share)
+    else:
+        calib_n, hold_n = min(opts.calib_size or default_calib_size(len(data.classes)), int(len(data) * share)), 0
     listing = scan_images(data.root)
     cm = sample_subset(data, total=calib_n, seed=opts.seed, min_per_class=0, listing=listing)
+    if not hold:
+        return cm, None
     taken = {p for p, _ in cm.items}
     rest = LabeledImages(data.root, [(p, lab) for p, lab in data.items if Path(p).as_posix() not in taken],
                          list(data.classes), data.layout, list(data.notes))
-    hm = sample_subset(rest, total=hold_n, seed=opts.seed + 1, min_per_class=0, listing=listing)
+    return cm, sample_subset(rest, total=hold_n, seed=opts.seed + 1, min_per_class=0, listing=listing)
+
+
+def _split(data, opts) -> tuple[object, str, object, str]:
+    """(calibration subset, its hash, held-out subset, its hash) of :func:`split_holdout`."""
+    from volo_deploy.data.sampler import subset_images
+
+    cm, hm = split_holdout(data, opts)
     return subset_images(cm, data.root), cm.content_hash(), subset_images(hm, data.root), hm.content_hash()
 
 
+def _unlabeled(src: Path):
+    """Every image under ``src`` (no labels: one class), or None when it holds none."""
+    from volo_deploy.data.layouts import LabeledImages, scan_images
+
+    files = scan_images(src, sizes=False)
+    if not files:
+        return None
+    return LabeledImages(src, [(Path(p), 0) for p, _ in files], ["unlabeled"], "unlabeled",
+                         ["no labels: every image under the folder"])
+
+
 def _open_calib(opts):
-    """The calibration source of ``opts`` opened (listed), errors naming --calib-data."""
+    """The calibration source of ``opts`` opened (listed), errors naming --calib-data. A folder no layout
+    matches (e.g. a flat folder of images) is read unlabeled: calibration and agreement need no labels."""
+    from volo_deploy.data.layouts import matching_layouts
+
     src = Path(opts.calib_data)
     if not src.exists():
         raise DataError(f"--calib-data {src}: not found")
     try:
+        if src.is_dir() and opts.calib_layout is None:
+            try:
+                matching_layouts(src)
+            except DataError:
+                data = _unlabeled(src)
+                if data is not None:
+                    return data, None
         return _open_source(src, opts.calib_layout)
     except DataError as exc:
-        raise DataError(f"--calib-data {src}: {exc}") from None
+        raise DataError(f"--calib-data {src}: {str(exc).replace('Pass --layout', 'Pass --calib-layout')}") from None
 
 
 def _check_eval(opts) -> None:
