@@ -147,6 +147,7 @@ def test_bench_int8_row_from_data_alone(tmp_path, imagenet_tree, user_checkpoint
     aside = {p for p, _ in json.loads(Path(side["manifest"]).read_text())["items"]}
     assert len(aside) == 36
     assert "left out of every row's evaluation" in (out / "report.md").read_text()
+    assert report["model"]["class_names"].startswith("ImageNet-1k")
     manifest = json.loads((arts / "onnxruntime_int8" / "manifest.json").read_text())
     d = manifest["export"]["int8_data"]
     assert d["budget"] == "agreement" and manifest["export"]["accuracy"]["kind"] == "agreement"

@@ -286,6 +286,7 @@ def _executor(cfg: BenchConfig):
 def _open_job(cfg: BenchConfig, log: Callable[[str], None], exclude: frozenset[str] = frozenset()):
     """(EvalJob, selected images, checkpoint info, its sha256, model config) of ``cfg``."""
     from volo_deploy import artifacts
+    from volo_deploy.data.classes import class_names
     from volo_deploy.data.transforms import EvalTransform
     from volo_deploy.harness.data import open_eval_items
     from volo_deploy.harness.evaljob import EvalJob, remember_model
@@ -294,6 +295,7 @@ def _open_job(cfg: BenchConfig, log: Callable[[str], None], exclude: frozenset[s
 
     model, info = load_model(cfg.checkpoint, cfg.model)
     log(f"model: {info.describe()}")
+    class_names(model.cfg.num_classes, cfg.labels)  # a --labels file of another line count: refused now
     sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root, cfg.data_layout, exclude=exclude)
     log(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
     chunk = max(cfg.batch_sizes)
@@ -381,6 +383,7 @@ def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shar
     from volo_deploy.harness.stream import accuracy_from_topk
     from volo_deploy.machine import hardware_fingerprint
     from volo_deploy.backends.base import library_distributions
+    from volo_deploy.data.classes import class_names
 
     labels = np.concatenate([r.labels for r in ref_shards])
     ref_acc = accuracy_from_topk(np.concatenate([r.top for r in ref_shards]), labels, model_cfg.num_classes)
@@ -401,6 +404,7 @@ def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shar
             "checkpoint_sha256": ckpt_sha,
             "img_size": model_cfg.img_size,
             "num_classes": model_cfg.num_classes,
+            "class_names": class_names(model_cfg.num_classes, cfg.labels)[1],  # where names come from (None: numbers)
         },
         "data": data,
         "settings": {

@@ -79,6 +79,7 @@ def export_model(
     backend_obj.check_precision(request.precision)
     backend_obj.check_request(request)
     model, info, ckpt_sha = load_checkpoint_once(checkpoint, model_name, img_size)
+    class_names(model.cfg.num_classes, request.labels)  # a --labels file of another line count: refused now
     for note in info.notes:
         log(f"note: {note}")
     log(f"model: {info.describe()}")
