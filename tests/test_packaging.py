@@ -53,6 +53,7 @@ def test_wheel_ships_every_module_and_the_plugin_sources(tmp_path):
             for pattern in PLUGIN_SOURCE_PATTERNS for p in plugin.glob(pattern)}
     assert len(want) >= 8
     want |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "volo_deploy").rglob("*.py")}
+    want.add("volo_deploy/assets/imagenet1k_classes.tsv")  # the ImageNet-1k class table (package data)
     with zipfile.ZipFile(wheel) as zf:
         assert want <= set(zf.namelist())
         zf.extractall(tmp_path / "site")

@@ -148,3 +148,22 @@ def test_budget_returns_layers_to_float_and_fails_clearly(demo, caplog):
         quantize_within_budget(
             proto, bad, ev[:60], labels[:60], profile="onnxruntime", config=cfg, max_drop=-1.0, max_steps=1
         )
+
+
+def test_agreement_budget_without_labels(demo):
+    """No labels: the budget is top-1 agreement with FP32 (and logit cosine), layers return to float until met."""
+    from volo_deploy.quant.budget import quantize_within_budget
+
+    _, proto, calib, ev, _ = demo
+    bad = calib[:32] * 0.02
+    r, rep = quantize_within_budget(proto, bad, ev[:120], None, profile="onnxruntime", max_drop=None,
+                                    min_agreement=95.0, group_size=8)
+    assert rep.kind == "agreement" and rep.drop is None and rep.fp32_top1 is None
+    assert rep.steps[0]["agreement"] < 95.0 <= rep.agreement and rep.returned_to_float
+    assert 0.0 < rep.cosine_min <= rep.cosine_mean <= 1.0
+    with pytest.raises(QuantizationError, match="relax --min-agreement"):
+        quantize_within_budget(proto, bad, ev[:60], None, profile="onnxruntime", max_drop=None, min_agreement=100.0,
+                               max_steps=1)
+    with pytest.raises(QuantizationError, match="logit cosine"):
+        quantize_within_budget(proto, calib[:32], ev[:60], None, profile="onnxruntime", max_drop=None,
+                               min_cosine=1.0, max_steps=0)

@@ -110,11 +110,10 @@ class ExportRequest:
     dynamic_batch: bool = False
     opset: int = 18
     force: bool = False
-    calib_data: Path | None = None
-    calib_layout: str | None = None  # layout of calib_data (volo_deploy.data.layouts name; None: detected)
     checkpoint_sha256: str = ""  # filled by the export pipeline
     options: Any = None  # the backend's own frozen Options dataclass
-    quant: Any = None  # volo_deploy.quant.Int8Options for precision "int8" (None: defaults)
+    labels: Path | None = None  # --labels: class names file (None: ImageNet-1k names for 1000 classes)
+    quant: Any = None  # volo_deploy.quant.Int8Options for precision "int8", with its --calib-data (None: defaults)
     val_data: Path | None = None  # validation images (None: demo digits or synthetic), filled by the pipeline
     n_validate: int = 8
     tolerance: Any = None  # volo_deploy.export.validate.Tolerance (None: the precision's default)

@@ -58,11 +58,12 @@ def _qdq_model(model, request, fp32_proto) -> tuple[Any, dict[str, Any]]:
 
 
 def _nncf_model(model, request, opts, fp32_proto, fp32_ov_model) -> tuple[Any, dict[str, Any]]:
-    from volo_deploy.quant.data import calibration_set
+    from volo_deploy.quant.data import describe_plan, load_int8_data, plan_int8_data
     from volo_deploy.quant.nncf_openvino import nncf_quantize_openvino
     from volo_deploy.quant.profiles import choose_weight_bits, get_profile
 
-    calib = calibration_set(model.cfg, request.calib_data, opts.calib_size, opts.seed, request.calib_layout)
+    plan = plan_int8_data(opts, demo=model.cfg.family == "volo_demo")
+    calib, budget_set = load_int8_data(model.cfg, plan, opts)
     bits, why = choose_weight_bits(get_profile("openvino"), opts.weight_bits)
     log.info(f"INT8 weights (NNCF overflow fix): {bits}-bit ({why})")
     t0 = time.perf_counter()
@@ -72,6 +73,7 @@ def _nncf_model(model, request, opts, fp32_proto, fp32_ov_model) -> tuple[Any, d
     details: dict[str, Any] = {
         "openvino_path": "nncf",
         "calibration_data": calib.describe(),
+        "int8_data": describe_plan(plan, calib, budget_set),
         "quantization": {
             "method": "nncf (TRANSFORMER, mixed)",
             "calibration_seconds": round(time.perf_counter() - t0, 3),
@@ -79,22 +81,29 @@ def _nncf_model(model, request, opts, fp32_proto, fp32_ov_model) -> tuple[Any, d
             "weight_bits_reason": why,
         },
     }
-    if opts.max_drop is not None:
-        details["accuracy"] = _nncf_budget(model, opts, fp32_proto, ov_model)
+    if budget_set is not None:
+        details["accuracy"] = _nncf_budget(opts, plan.budget, fp32_proto, ov_model, budget_set)
     return ov_model, details
 
 
-def _nncf_budget(model, opts, fp32_proto, ov_model) -> dict[str, Any]:
-    """Top-1 of the NNCF model vs FP32 on the eval set; raises past ``opts.max_drop``."""
-    from volo_deploy.quant.data import eval_set
-    from volo_deploy.quant.evaluate import agreement, logits, top1
+def _nncf_budget(opts, kind: str, fp32_proto, ov_model, ev) -> dict[str, Any]:
+    """The NNCF model vs FP32 on the budget's images (top-1 drop with labels, else agreement); raises
+    when the budget is missed (no per-layer fallback on this path)."""
+    from volo_deploy.quant.evaluate import agreement, cosine, logits, top1
     from volo_deploy.quant.nncf_openvino import ov_logits
 
-    ev = eval_set(model.cfg, opts.eval_data, opts.eval_size)
     ref = logits(fp32_proto, ev.x, "openvino", desc="eval fp32 (openvino)")
     got = ov_logits(ov_model, ev.x)
-    drop = top1(ref, ev.labels) - top1(got, ev.labels)
-    if drop > opts.max_drop:
-        raise QuantizationError(f"NNCF INT8 misses the budget: top-1 drop {drop:.2f} > {opts.max_drop} points")
-    return {"fp32_top1": top1(ref, ev.labels), "int8_top1": top1(got, ev.labels), "drop": drop,
-            "agreement": agreement(ref, got), "eval_data": ev.describe()}
+    out: dict[str, Any] = {"kind": kind, "eval_images": len(ev.x), "agreement": agreement(ref, got),
+                           "cosine_mean": cosine(ref, got)[0], "eval_data": ev.describe()}
+    if kind == "labels":
+        out.update(fp32_top1=top1(ref, ev.labels), int8_top1=top1(got, ev.labels))
+        out["drop"] = out["fp32_top1"] - out["int8_top1"]
+        if out["drop"] > opts.max_drop:
+            raise QuantizationError(f"NNCF INT8 misses the budget: top-1 drop {out['drop']:.2f} > {opts.max_drop} points")
+    floor, cos_floor = opts.agreement_floor(kind), opts.min_cosine
+    if floor is not None and out["agreement"] < floor:
+        raise QuantizationError(f"NNCF INT8 misses the budget: agreement {out['agreement']:.2f}% < {floor}%")
+    if cos_floor is not None and out["cosine_mean"] < cos_floor:
+        raise QuantizationError(f"NNCF INT8 misses the budget: logit cosine {out['cosine_mean']:.4f} < {cos_floor}")
+    return out

@@ -316,7 +316,7 @@ class TensorRtBackend(Backend):
         files, details = write_bundle(staged, model.cfg, onnx_name=onnx_name, precision=request.precision,
                                       profile=profile, reference=check_reference(model, request, CHECK_IMAGES),
                                       tolerance=export_tolerance(request), workspace_mib=options.workspace_mib,
-                                      target_trt=options.target_trt)
+                                      target_trt=options.target_trt, labels=request.labels)
         return ExportArtifacts(files, details, Skip(NOT_VALIDATED))
 
     def build(self, model, request: ExportRequest, options: TrtOptions, profile, staged: Path,

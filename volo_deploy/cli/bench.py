@@ -21,6 +21,9 @@ from volo_deploy.cli.common import (
     run_cli,
     setup_logging,
 )
+from volo_deploy.cli.options import add_option_flags, options_from_args
+from volo_deploy.data.classes import LabelOptions
+from volo_deploy.quant.options import Int8Options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,10 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None,
                    help="folder the paths of a --data list file or manifest are relative to (default: its own)")
     p.add_argument("--limit", type=positive_int, default=None, help="use N evenly spaced images (a fixed subset)")
-    p.add_argument("--calib-data", type=Path, default=None,
-                   help="INT8 calibration images: folder, list file or subset manifest (default: the backend's own; "
-                        "the demo model ships a digits-train manifest)")
-    add_layout_argument(p, "--calib-layout", "--calib-data")
     p.add_argument("--backends", default=None, help="comma list, e.g. torch,onnxruntime,openvino,tensorrt "
                    "(default: every registered backend; missing runtimes are reported as unavailable)")
     p.add_argument("--precisions", default=None, help="comma list of fp32,fp16,bf16,int8 (default: each backend's own)")
@@ -63,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "joins a cluster (pip install 'volo_deploy[ray]')")
     p.add_argument("--ray-resources", action="append", default=[], metavar="BACKEND=RES:N[,RES:N]",
                    help="custom Ray resources a backend's tasks request, e.g. tensorrt=jetson_orin:1 (repeatable)")
+    add_option_flags(p.add_argument_group(
+        "INT8 rows (without --calib-data: images of --data calibrate and are left out of every row's evaluation)"),
+        Int8Options)
+    add_option_flags(p.add_argument_group("class names"), LabelOptions)
     return p
 
 
@@ -93,9 +96,9 @@ def _main(argv: list[str] | None) -> int:
         iters=args.iters,
         threads=args.threads,
         artifacts=args.artifacts,
-        calib_data=args.calib_data,
         data_layout=args.layout,
-        calib_layout=args.calib_layout,
+        int8=options_from_args(Int8Options, args),
+        labels=_labels(args),
         progress=not args.quiet,
         command=["volo-bench", *argv],
         out=args.out,
@@ -111,6 +114,12 @@ def _main(argv: list[str] | None) -> int:
     print(markdown_table(report))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def _labels(args: argparse.Namespace) -> Path | None:
+    labels = options_from_args(LabelOptions, args)
+    labels.check()
+    return labels.labels
 
 
 def main(argv: list[str] | None = None) -> int:

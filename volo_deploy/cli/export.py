@@ -12,13 +12,14 @@ from pathlib import Path
 from volo_deploy.backends import backend_help
 from volo_deploy.cli.common import (
     add_common_flags,
-    add_layout_argument,
     check_layout_use,
     positive_int,
     run_cli,
     setup_logging,
 )
 from volo_deploy.cli.options import add_option_flags, cli_fields, options_from_args
+from volo_deploy.data.classes import LabelOptions
+from volo_deploy.quant.options import Int8Options
 
 
 DEFAULT_BACKEND = "onnx"
@@ -41,19 +42,9 @@ def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="FP16 weights/compute where the backend supports it (OpenVINO: FP16 weights, FP32 math)")
     prec.add_argument("--bf16", action="store_true", help="bf16 math (OpenVINO; CPUs with avx512_bf16/AMX or ARM bf16 only)")
-    prec.add_argument("--int8", action="store_true", help="INT8 post-training quantization (Q/DQ; --calib-data, default the demo manifest for the demo model)")
-    p.add_argument("--calib-data", type=Path, default=None, help="calibration images (folder, list file or manifest)")
-    add_layout_argument(p, "--calib-layout", "--calib-data")
-    q = p.add_argument_group("INT8 (--int8)")
-    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax", help="range estimation (default minmax)")
-    q.add_argument("--calib-size", type=positive_int, default=None, help="calibration images drawn (stratified) from --calib-data (default 300-1000 by class count)")
-    q.add_argument("--max-drop", type=float, default=0.5, help="top-1 points allowed below FP32 on --eval-data; layers return to float until met (default 0.5; negative: no check)")
-    q.add_argument("--min-agreement", type=float, default=None, help="also require this %% of --eval-data images to keep FP32's top-1 (e.g. 99)")
-    q.add_argument("--eval-data", type=Path, default=None, help="held-out labeled images for --max-drop (default: the demo's digits val split)")
-    q.add_argument("--calib-cache", type=Path, default=None, help="calibration-range cache file (default: one per model/profile/method in the cache dir)")
-    q.add_argument("--int8-weight-bits", choices=("auto", "7", "8"), default="auto", help="CPU INT8 weights: 7 bits where the CPU has no VNNI/dot product (int16 saturation), else 8 (default auto: by this CPU)")
-    q.add_argument("--keep-float", action="append", default=[], metavar="PATTERN", help="layer-name pattern kept in float (repeatable), e.g. 'network.0.*'")
-    q.add_argument("--quantize", action="append", default=[], metavar="PATTERN", help="layer-name pattern quantized even if float by default (e.g. 'head')")
+    prec.add_argument("--int8", action="store_true", help="INT8 post-training quantization (Q/DQ; needs --calib-data except for the demo model)")
+    add_option_flags(p.add_argument_group("INT8 (--int8)"), Int8Options)
+    add_option_flags(p.add_argument_group("class names"), LabelOptions)
     p.add_argument("--val-data", type=Path, default=None, help="images to validate on (default: demo digits or synthetic)")
     p.add_argument("--atol", type=float, default=None, help="max abs logit error allowed in validation")
     p.add_argument("--output", type=Path, default=Path("volo_export"), help="output folder (default ./volo_export)")
@@ -134,6 +125,13 @@ def _main(argv: list[str] | None) -> int:
     setup_logging(args)
     precision = precision_from_flags(fp16=args.fp16, bf16=args.bf16, int8=args.int8)
     check_layout_use("--calib-layout", args.calib_layout, "--calib-data", args.calib_data)
+    quant = options_from_args(Int8Options, args)
+    labels = options_from_args(LabelOptions, args)
+    labels.check()
+    if precision == "int8":  # refuse missing or too few images now, before the checkpoint is even read
+        from volo_deploy.quant.data import is_bundled_demo, plan_int8_data
+
+        plan_int8_data(quant, demo=is_bundled_demo(args.checkpoint, args.model))
 
     from dataclasses import replace
 
@@ -150,10 +148,9 @@ def _main(argv: list[str] | None) -> int:
         dynamic_batch=args.dynamic_batch,
         opset=args.opset,
         force=args.force,
-        calib_data=args.calib_data,
-        calib_layout=args.calib_layout,
         options=options_from_args(backend_cls.Options, args),
-        quant=_int8_options(args) if precision == "int8" else None,
+        quant=quant if precision == "int8" else None,
+        labels=labels.labels,
     )
     result = export_model(
         backend_cls.name,
@@ -168,23 +165,6 @@ def _main(argv: list[str] | None) -> int:
     print(f"precision {result.precision}: executed as {result.executed_precision or 'not reported'}")
     print(f"manifest: {result.manifest}")
     return 0
-
-
-def _int8_options(args: argparse.Namespace):
-    from volo_deploy.quant.options import Int8Options
-    from volo_deploy.quant.quantizer import CalibMethod
-
-    return Int8Options(
-        method=CalibMethod.parse(args.calib_method),
-        calib_size=args.calib_size,
-        max_drop=None if args.max_drop < 0 else args.max_drop,
-        min_agreement=args.min_agreement,
-        eval_data=args.eval_data,
-        cache=args.calib_cache,
-        include=tuple(args.quantize),
-        exclude=tuple(args.keep_float),
-        weight_bits=args.int8_weight_bits,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,12 +18,15 @@ def cli_fields(options_cls: type | None) -> list[tuple[dataclasses.Field, Flag]]
 
 
 def add_option_flags(parser, options_cls: type | None) -> None:
-    """Add one flag per marked field of ``options_cls`` (a bool field with default False is a switch)."""
+    """Add one flag per marked field of ``options_cls`` (a bool field with default False is a switch,
+    a tuple field a repeatable flag)."""
     for f, fl in cli_fields(options_cls):
         if f.default is False:
             parser.add_argument(fl.name, dest=f.name, action="store_true", help=fl.help)
             continue
         kwargs: dict[str, Any] = {"dest": f.name, "default": f.default, "help": fl.help}
+        if isinstance(f.default, tuple):
+            kwargs.update(action="append", default=None)
         if fl.parse is not None:
             kwargs["type"] = fl.parse
         if fl.choices is not None:
@@ -38,4 +41,7 @@ def options_from_args(options_cls: type | None, args: argparse.Namespace) -> Any
     if options_cls is None:
         return None
     values = {f.name: getattr(args, f.name) for f, _ in cli_fields(options_cls) if hasattr(args, f.name)}
+    for f, _ in cli_fields(options_cls):
+        if isinstance(f.default, tuple) and f.name in values:  # repeatable flag: a tuple, () when not given
+            values[f.name] = tuple(values[f.name] or ())
     return options_cls(**values)

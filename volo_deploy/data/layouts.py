@@ -262,6 +262,13 @@ def check_classes(data: LabeledImages, expect_classes: int | None) -> None:
         raise DataError(
             f"data {data.root}: {len(bad)} label(s) outside 0..{n - 1} (e.g. {bad[0][0]} -> {bad[0][1]})"
         )
+    from volo_deploy.data.classes import map_imagenet_subset
+
+    mapped = map_imagenet_subset(data.classes, data.items, expect_classes)
+    if mapped is not None:  # synset folders of an ImageNet-1k subset: each wnid fixes its index
+        data.items, data.classes, note = mapped
+        data.notes = [n for n in data.notes if n != "class index = sorted folder-name order"] + [note]
+        n = len(data.classes)
     if expect_classes is not None and data.classes_inferred and n < expect_classes:
         data.classes = data.classes + [str(i) for i in range(n, expect_classes)]
         n = expect_classes

@@ -50,9 +50,9 @@ class BenchConfig:
     iters: int = 50
     threads: int | None = None
     artifacts: Path | None = None  # None: <out>/shards/artifacts, removed once the run completes
-    calib_data: Path | None = None
     data_layout: str | None = None  # layout of data (None: detected)
-    calib_layout: str | None = None  # layout of calib_data (None: detected)
+    int8: Any = None  # volo_deploy.quant.Int8Options of the int8 rows (None: defaults); --calib-data among them
+    labels: Path | None = None  # --labels: class names (None: ImageNet-1k names for 1000 classes)
     progress: bool = True
     noisy_cv: float = 0.15
     command: list[str] = field(default_factory=list)
@@ -63,6 +63,14 @@ class BenchConfig:
     decode_mode: str = "thread"  # or "process"
     ray: str | None = None  # None: in this process; "local", "auto" or a Ray address
     ray_resources: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()  # backend -> custom resources
+
+    @property
+    def calib_data(self) -> Path | None:
+        return self.int8.calib_data if self.int8 is not None else None
+
+    @property
+    def calib_layout(self) -> str | None:
+        return self.int8.calib_layout if self.int8 is not None else None
 
 
 def resolve_cases(cfg: BenchConfig) -> list[tuple[str, str]]:
@@ -109,6 +117,7 @@ class _Run:
     executor: Any  # LocalExecutor | RayExecutor
     bar: Any  # tqdm over every image of every case
     num_classes: int
+    int8: Any = None  # harness.calib.BenchInt8: the INT8 rows' images
     stats: dict[str, Any] = field(default_factory=dict)  # reference cache hits
     refs: list = field(default_factory=list)  # reference ShardResults without logits
 
@@ -162,8 +171,8 @@ def _latency_context(run: _Run, info, ckpt_sha: str, artifacts_root: Path) -> An
         checkpoint=Path(info.path), checkpoint_sha256=ckpt_sha, model_name=cfg.model, x=first.x, labels=first.labels,
         ref_logits=_ref_logits(run, 0)[: len(first.x)], ref_top1_pct=None, batch_sizes=tuple(cfg.batch_sizes),
         warmup=cfg.warmup, iters=cfg.iters, threads=cfg.threads, artifacts_root=artifacts_root,
-        val_data=cfg.data if cfg.data is not None and Path(cfg.data).is_dir() else None, calib_data=cfg.calib_data,
-        calib_layout=cfg.calib_layout, progress=False, noisy_cv=cfg.noisy_cv,
+        val_data=cfg.data if cfg.data is not None and Path(cfg.data).is_dir() else None, int8=run.int8.opts,
+        class_labels=cfg.labels, progress=False, noisy_cv=cfg.noisy_cv,
     )
 
 
@@ -247,7 +256,7 @@ def _used_items(job, ref_shards: list) -> tuple[list[tuple[str, int]], list[str]
     return used, skipped
 
 
-def _run_config(cfg: BenchConfig, ckpt_sha: str, data_key: str, job, cases) -> dict[str, Any]:
+def _run_config(cfg: BenchConfig, ckpt_sha: str, data_key: str, job, cases, int8=None) -> dict[str, Any]:
     """What shard results depend on: a resumed run must match it exactly."""
     from dataclasses import asdict
 
@@ -261,6 +270,8 @@ def _run_config(cfg: BenchConfig, ckpt_sha: str, data_key: str, job, cases) -> d
         "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
         "calib_data": str(cfg.calib_data) if cfg.calib_data else None, "noisy_cv": cfg.noisy_cv,
         "data_layout": cfg.data_layout, "calib_layout": cfg.calib_layout,
+        "int8": {k: str(v) for k, v in asdict(int8.opts).items()} if int8 is not None and int8.opts else None,
+        "int8_set_aside": int8.info.get("fingerprint") if int8 is not None else None,
     }
 
 
@@ -274,9 +285,10 @@ def _executor(cfg: BenchConfig):
     return RayExecutor(cfg.ray, dict(cfg.ray_resources), cfg.threads)
 
 
-def _open_job(cfg: BenchConfig):
+def _open_job(cfg: BenchConfig, exclude: frozenset[str] = frozenset()):
     """(EvalJob, selected images, checkpoint info, its sha256, model config) of ``cfg``."""
     from volo_deploy import artifacts
+    from volo_deploy.data.classes import class_names
     from volo_deploy.data.transforms import EvalTransform
     from volo_deploy.harness.data import open_eval_items
     from volo_deploy.harness.evaljob import EvalJob, remember_model
@@ -285,7 +297,8 @@ def _open_job(cfg: BenchConfig):
 
     model, info = load_model(cfg.checkpoint, cfg.model)
     log.info(f"model: {info.describe()}")
-    sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root, cfg.data_layout)
+    class_names(model.cfg.num_classes, cfg.labels)  # a --labels file of another line count: refused now
+    sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root, cfg.data_layout, exclude=exclude)
     log.info(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
     chunk = max(cfg.batch_sizes)
     job = EvalJob(sel.root, tuple(sel.items), tuple(plan_shards(len(sel.items), cfg.shard_size, chunk)),
@@ -316,6 +329,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
     from tqdm.auto import tqdm
 
+    from volo_deploy.harness.calib import plan_bench_int8
     from volo_deploy.harness.refcache import ReferenceCache, reference_key
     from volo_deploy.harness.shards import RunState, shard_size
 
@@ -325,19 +339,25 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
 
         require_ray()
     t0 = time.perf_counter()
-    threads = thread_settings(cfg.threads)
-    job, sel, info, ckpt_sha, model_cfg = _open_job(cfg)
-    data_key = sel.content_key()
     tmp = tempfile.TemporaryDirectory(prefix="volo_bench_") if cfg.out is None else None
-    state = RunState(Path(cfg.out) if cfg.out is not None else Path(tmp.name))
-    state.begin(_run_config(cfg, ckpt_sha, data_key, job, cases), cfg.resume)
+    run_dir = Path(cfg.out) if cfg.out is not None else Path(tmp.name)
+    int8 = plan_bench_int8(cfg, cases, run_dir.resolve() / "shards")  # missing INT8 data: refused before any model work
+    threads = thread_settings(cfg.threads)
+    job, sel, info, ckpt_sha, model_cfg = _open_job(cfg, int8.excluded)
+    if int8.note():
+        sel.notes.append(int8.note())
+        log.info(int8.note())
+    data_key = sel.content_key()
+    state = RunState(run_dir)
+    state.begin(_run_config(cfg, ckpt_sha, data_key, job, cases, int8), cfg.resume)
+    int8.write()
     artifacts_root = Path(cfg.artifacts) if cfg.artifacts is not None else state.dir / "artifacts"
     executor = _executor(cfg)
     bar = tqdm(total=len(job.items) * (1 + len(cases)), desc="volo-bench", unit="img", disable=not cfg.progress,
                smoothing=0.05)
     cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)),
                            label=f"{info.path} on {sel.source}")
-    run = _Run(cfg, job, state, cache, executor, bar, model_cfg.num_classes)
+    run = _Run(cfg, job, state, cache, executor, bar, model_cfg.num_classes, int8)
     try:
         run.refs = _reference_pass(run)
         results = _run_cases(run, cases, _latency_context(run, info, ckpt_sha, artifacts_root))
@@ -354,8 +374,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         shutil.rmtree(artifacts_root, ignore_errors=True)
     if tmp is not None:
         tmp.cleanup()
-    return _report(cfg, cases, threads, info, ckpt_sha, model_cfg, sel.describe(used, skipped), run.refs, results,
-                   t0, execution)
+    data = {**sel.describe(used, skipped), **({"int8_calibration": int8.info} if int8.info else {})}
+    return _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data, run.refs, results, t0, execution)
 
 
 def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shards: list, results: list, t0: float,
@@ -365,6 +385,7 @@ def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shar
     from volo_deploy.harness.stream import accuracy_from_topk
     from volo_deploy.machine import hardware_fingerprint
     from volo_deploy.backends.base import library_distributions
+    from volo_deploy.data.classes import class_names
 
     labels = np.concatenate([r.labels for r in ref_shards])
     ref_acc = accuracy_from_topk(np.concatenate([r.top for r in ref_shards]), labels, model_cfg.num_classes)
@@ -385,6 +406,7 @@ def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shar
             "checkpoint_sha256": ckpt_sha,
             "img_size": model_cfg.img_size,
             "num_classes": model_cfg.num_classes,
+            "class_names": class_names(model_cfg.num_classes, cfg.labels)[1],  # where names come from (None: numbers)
         },
         "data": data,
         "settings": {

@@ -120,13 +120,17 @@ def open_eval_items(
     limit: int | None = None,
     root: str | Path | None = None,
     layout: str | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> EvalItems:
-    """The images :func:`load_eval_set` would use, listed but not decoded (see it for the arguments)."""
+    """The images :func:`load_eval_set` would use, listed but not decoded (see it for the arguments);
+    ``exclude``: paths (posix, relative to the root) left out before the ``limit`` subset is taken
+    (volo-bench's INT8 calibration images)."""
     src = Path(source) if source is not None else demo_data_dir()
     if not src.exists():
         raise DataError(f"data {src}: not found")
     ds = open_images(src, layout=layout, root=Path(root) if root is not None else None, expect_classes=cfg.num_classes)
     items = [(Path(p).as_posix(), int(lab)) for p, lab in ds.items]
+    items = [it for it in items if it[0] not in exclude] if exclude else items
     if not items:
         raise DataError(f"data {src}: no images found")
     return EvalItems(

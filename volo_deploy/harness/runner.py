@@ -40,8 +40,8 @@ class CaseContext:
     threads: int | None
     artifacts_root: Path
     val_data: Path | None = None
-    calib_data: Path | None = None
-    calib_layout: str | None = None
+    int8: Any = None  # volo_deploy.quant.Int8Options of the int8 cases (None: defaults)
+    class_labels: Path | None = None  # --labels: class names file
     progress: bool = True
     noisy_cv: float = 0.15
 
@@ -171,8 +171,8 @@ def _obtain_artifact(backend_cls, precision: str, ctx: CaseContext, res: CaseRes
     if folder.exists() and why != "no manifest":
         res.log.append(f"re-exporting {folder}: {why}")
     request = ExportRequest(
-        output_dir=folder, precision=precision, dynamic_batch=True, force=True, calib_data=ctx.calib_data,
-        calib_layout=ctx.calib_layout, options=options
+        output_dir=folder, precision=precision, dynamic_batch=True, force=True, labels=ctx.class_labels,
+        quant=ctx.int8 if precision == "int8" else None, options=options
     )
     with capture(res.log):  # the export's messages also go into the row
         result = export_model(backend_cls.name, request, model_name=ctx.model_name, checkpoint=ctx.checkpoint,

@@ -13,6 +13,7 @@ from typing import Any
 from volo_deploy import artifacts
 from volo_deploy.backends.base import (Backend, ExportArtifacts, ExportRequest, ExportResult, Skip, get_backend,
                                       library_distributions)
+from volo_deploy.data.classes import class_names
 from volo_deploy.export.validate import Tolerance, validate_against_torch
 from volo_deploy.models import CheckpointInfo, load_model
 from volo_deploy.models.volo import VOLO
@@ -80,6 +81,7 @@ def export_model(
     backend_obj.check_precision(request.precision)
     backend_obj.check_request(request)
     model, info, ckpt_sha = load_checkpoint_once(checkpoint, model_name, img_size)
+    class_names(model.cfg.num_classes, request.labels)  # a --labels file of another line count: refused now
     for note in info.notes:
         log.info("note: %s", note)
     log.info("model: %s", info.describe())
@@ -96,8 +98,10 @@ def export_model(
             log.info("validation skipped: %s", made.validation.reason)
         else:
             validation, executed = validate_export(backend_obj, model, request, staged / model_file)
-        names = [model_file, *made.files]
-        manifest = build_manifest(backend_obj, request, model_file, model_metadata(model, info, ckpt_sha), made,
+        names = [model_file, *made.files, *_labels_file(staged, model.cfg.num_classes, request.labels, made.files)]
+        meta = {**model_metadata(model, info, ckpt_sha), "class_names": class_names(model.cfg.num_classes,
+                                                                                   request.labels)[1]}
+        manifest = build_manifest(backend_obj, request, model_file, meta, made,
                                   export_s, validation, executed, artifacts.file_entries(staged, names))
         files = artifacts.publish(staged, out, names)
     manifest_path = artifacts.atomic_write_json(out / artifacts.MANIFEST_NAME, manifest)
@@ -115,8 +119,18 @@ def export_model(
     )
 
 
-def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest,
-                    artifact: Path) -> tuple[dict[str, Any], str | None]:
+def _labels_file(staged: Path, num_classes: int, labels: Path | None, made: list[str]) -> list[str]:
+    """``labels.txt`` (class names, one per line) next to the model when names are known: ImageNet-1k
+    for 1000 classes, or ``--labels``; [] otherwise or when the backend wrote its own."""
+    names, source = class_names(num_classes, labels)
+    if names is None or "labels.txt" in made:
+        return []
+    (staged / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    log.info(f"classes: {num_classes} names from {source} (labels.txt), e.g. 0 = {names[0]}")
+    return ["labels.txt"]
+
+
+def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest, artifact: Path) -> tuple[dict[str, Any], str | None]:
     """The staged artifact against FP32 PyTorch on the validation images: (statistics, executed precision).
 
     Raises :class:`~volo_deploy.errors.ValidationError` past the tolerance.

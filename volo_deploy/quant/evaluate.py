@@ -95,3 +95,11 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> float:
     from volo_deploy.export.validate import compare_logits
 
     return compare_logits(ref, got).top1_agreement * 100.0
+
+
+def cosine(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    """(mean, min) cosine similarity of ``got``'s logits with ``ref``'s, image by image."""
+    from volo_deploy.export.validate import compare_logits
+
+    stats = compare_logits(ref, got)
+    return stats.cosine_mean, stats.cosine_min

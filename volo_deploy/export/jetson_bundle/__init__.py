@@ -139,7 +139,8 @@ NOT_VALIDATED = ("--emit-only: no engine is built here; run build_engine.sh on t
 
 def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt_engine.BatchProfile,
                  reference: tuple[Any, Any], tolerance: dict[str, float], workspace_mib: int | None = None,
-                 target_trt: str | None = None) -> tuple[list[str], dict[str, Any]]:
+                 target_trt: str | None = None,
+                 labels: Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """Write the bundle next to the staged ``onnx_name``; returns (files written, relative to ``staged``;
     manifest details). ``reference``: (inputs, FP32 PyTorch logits) for ``check_engine.py``, which
     applies ``tolerance`` (the export's limits, :class:`~volo_deploy.export.validate.Tolerance` fields)."""
@@ -164,7 +165,7 @@ def write_bundle(staged: Path, cfg, precision: str, onnx_name: str, profile: trt
     files.append(_write(staged, "check_engine.py", (TEMPLATES / "check_engine.py").read_text(), executable=True))
     files.append(_write_reference(staged, *reference))
     files.append(_write(staged, "preprocess.py", configs.preprocess_source(name, t)))
-    labels = configs.class_labels(cfg.num_classes)
+    labels = configs.class_labels(cfg.num_classes, labels)
     files.append(_write(staged, "labels.txt", "\n".join(labels) + "\n"))
     files.append(_write(staged, "deepstream/labels.txt", ";".join(labels) + "\n"))
     files.append(_write(staged, "deepstream/config_infer_primary.txt", configs.deepstream_config(

@@ -156,7 +156,10 @@ instance_group [
 """
 
 
-def class_labels(num_classes: int) -> list[str]:
-    """Class indices as names: the demo's classes are the digits 0-9 themselves; no ImageNet-1k
-    names list is shipped, so a 1000-class model is labelled by index."""
-    return [str(i) for i in range(num_classes)]
+def class_labels(num_classes: int, labels=None) -> list[str]:
+    """Class names: the ``--labels`` file, the ImageNet-1k names for a 1000-class model, else the class
+    indices (the demo's classes are the digits 0-9 themselves). DeepStream's ';' separator is kept out."""
+    from volo_deploy.data.classes import class_names
+
+    names = class_names(num_classes, labels)[0] or [str(i) for i in range(num_classes)]
+    return [n.replace(";", ",") for n in names]
