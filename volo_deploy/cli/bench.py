@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None,
                    help="folder the paths of a --data list file or manifest are relative to (default: its own)")
     p.add_argument("--limit", type=positive_int, default=None, help="use N evenly spaced images (a fixed subset)")
+    p.add_argument("--strict-data", action="store_true",
+                   help="an unreadable image (truncated, empty, not an image) is an error before any work "
+                        "(default: skipped in every row, listed in the report's data.skipped)")
+    p.add_argument("--exif-transpose", action="store_true",
+                   help="rotate images by their EXIF orientation first (default: ignored, as timm does; "
+                        "the report counts the images it concerns)")
     p.add_argument("--calib-data", type=Path, default=None,
                    help="INT8 calibration images: folder, list file or subset manifest (default: the backend's own; "
                         "the demo model ships a digits-train manifest)")
@@ -59,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str] | None) -> int:
-    from volo_deploy.harness.bench import BenchConfig, parse_list, parse_ray_resources, run_bench
+    from volo_deploy.harness.bench import BenchConfig, failed_rows, parse_list, parse_ray_resources, run_bench
+    from volo_deploy.harness.shards import out_folder_lock
     from volo_deploy.harness.report import markdown_table, write_outputs
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -96,14 +103,23 @@ def _main(argv: list[str] | None) -> int:
         decode_mode=args.decode_mode,
         ray=args.ray,
         ray_resources=parse_ray_resources(args.ray_resources),
+        strict_data=args.strict_data,
+        exif_transpose=args.exif_transpose,
     )
     from tqdm.auto import tqdm
 
     log = (lambda s: None) if args.quiet else (lambda s: tqdm.write(s, file=sys.stderr))  # keeps the bar intact
-    report = run_bench(cfg, log=log)
-    paths = write_outputs(report, args.out)
+    with out_folder_lock(args.out, log):  # held until every report file is written
+        report = run_bench(cfg, log=log)
+        paths = write_outputs(report, args.out)
     print(markdown_table(report))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    failed = failed_rows(report)
+    if failed:
+        print(f"error: {len(failed)} of {len(report['results'])} row(s) failed: "
+              + "; ".join(f"{r['backend']} {r['precision']}: {r['status']}" for r in failed)
+              + " (reasons in the report)", file=sys.stderr)
+        return 1
     return 0
 
 
