@@ -104,9 +104,13 @@ def scan_images(root: str | Path, sizes: bool = True) -> list[tuple[str, int]]:
     return out
 
 
+_LOOPS_WARNED: set[str] = set()  # roots already warned about (a run lists a tree more than once)
+
+
 def warn_loops(root: Path, loops: list[str]) -> None:
-    """The one warning for the linked folders :func:`_walk` skipped under ``root``."""
-    if loops:
+    """The one warning for the linked folders :func:`_walk` skipped under ``root`` (once per root and process)."""
+    if loops and os.path.realpath(root) not in _LOOPS_WARNED:
+        _LOOPS_WARNED.add(os.path.realpath(root))
         warnings.warn(f"data {root}: {len(loops)} linked folder(s) skipped, already listed by their real path "
                       f"(a symlink loop?): {', '.join(loops[:3])}{' ...' if len(loops) > 3 else ''}", stacklevel=3)
 
