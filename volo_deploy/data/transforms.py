@@ -86,7 +86,7 @@ def eval_preprocess(img: Image.Image, img_size: int, resize_size: int, mean, std
 def _resize_kept_region(img: Image.Image, new_w: int, new_h: int, size: int) -> Image.Image:
     """``img`` resized to (new_w, new_h), but only the center ``size`` crop of it (Pillow's ``resize(box=...)``):
     memory bounded by the crop. Used for extreme aspect ratios only (a 1x40000 PNG): it equals resize-then-crop
-    up to Pillow's fixed-point rounding of shifted filter positions (at most 2/255 on a few pixels), while
+    up to Pillow's fixed-point rounding of shifted filter positions (a few 1/255 steps on some pixels), while
     ordinary images take the plain resize, bit for bit what timm computes."""
     (x0, x1, out_w), (y0, y1, out_h) = _kept_span(img.size[0], new_w, size), _kept_span(img.size[1], new_h, size)
     return img.resize((out_w, out_h), Image.BICUBIC, box=(x0, y0, x1, y1))

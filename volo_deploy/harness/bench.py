@@ -351,6 +351,8 @@ def _run_bench(cfg: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     threads = thread_settings(cfg.threads)
     job, sel, info, ckpt_sha, model_cfg = _open_job(cfg, log)
     data_key = sel.content_key()
+    cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)), log,
+                           label=f"{info.path} on {sel.source}")
     tmp = tempfile.TemporaryDirectory(prefix="volo_bench_") if cfg.out is None else None
     state = RunState(Path(cfg.out) if cfg.out is not None else Path(tmp.name), log)
     state.begin(_run_config(cfg, ckpt_sha, data_key, job, cases), cfg.resume)
@@ -358,8 +360,6 @@ def _run_bench(cfg: BenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     executor = _executor(cfg)
     bar = tqdm(total=len(job.items) * (1 + len(cases)), desc="volo-bench", unit="img", disable=not cfg.progress,
                smoothing=0.05)
-    cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)), log,
-                           label=f"{info.path} on {sel.source}")
     run = _Run(cfg, job, state, cache, executor, bar, log, model_cfg.num_classes)
     try:
         run.refs = _reference_pass(run)
