@@ -222,6 +222,12 @@ def check_readable(root: Path, items: list[tuple[str, int]], workers: int = 2) -
                         "to skip them")
 
 
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def decode_batches(
     root: Path, items: list[tuple[str, int]], tf, batch: int, workers: int = 2, mode: str = "thread", prefetch: int = 2
 ) -> Iterator[DecodedBatch]:
@@ -238,8 +244,10 @@ def decode_batches(
         return
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    pool_cls = ProcessPoolExecutor if mode == "process" else ThreadPoolExecutor
-    with pool_cls(max_workers=workers) as pool:
+    # Ctrl-C reaches the whole process group: decode processes ignore it, the driver stops them
+    pool = (ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint) if mode == "process"
+            else ThreadPoolExecutor(max_workers=workers))
+    with pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append((chunk, [pool.submit(try_decode, str(root / rel), tf) for rel, _ in chunk]))
