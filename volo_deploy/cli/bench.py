@@ -12,11 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from volo_deploy.cli.common import add_layout_argument, check_layout_use, non_negative_int, positive_int, run_cli
+from volo_deploy.cli.common import (EXIT_CODES_HELP, add_layout_argument, check_layout_use, non_negative_int,
+                                     positive_int, run_cli)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="volo-bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="volo-bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
     p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the bundled demo model)")
     p.add_argument("--data", type=Path, default=None,

@@ -31,6 +31,13 @@ def quiet_third_party() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
+#: The exit codes of volo-export and volo-bench (README "When things go wrong"), for their --help.
+EXIT_CODES_HELP = ("exit codes: 0 done; 1 the work failed (an export or its validation; volo-bench: a row failed, "
+                   "after every report file is written) or the data/checkpoint is wrong; 2 bad input or state "
+                   "(an argument, a damaged state file, an --out folder in use, a full disk, an existing path that "
+                   "is not a regular file: symlinks included, they are never written through); 130 Ctrl-C; "
+                   "143 SIGTERM; 129 SIGHUP (cleaned up as for Ctrl-C, nothing published)")
+
 #: Signals handled as Ctrl-C is (cleanup, then exit 128 + signal number): 143 for SIGTERM, 129 for SIGHUP.
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from volo_deploy.backends import backend_help
-from volo_deploy.cli.common import add_layout_argument, check_layout_use, positive_int, run_cli
+from volo_deploy.cli.common import EXIT_CODES_HELP, add_layout_argument, check_layout_use, positive_int, run_cli
 from volo_deploy.cli.options import add_option_flags, options_from_args
 
 
 def build_parser(backend_cls=None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="volo-export", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="volo-export", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
     p.add_argument("--backend", default="onnx", help=f"{backend_help()} (default: onnx)")
     p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help=".pth/.pth.tar/.safetensors (default: the bundled demo)")

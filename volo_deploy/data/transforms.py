@@ -59,8 +59,8 @@ class EvalTransform:
             raise DataError(f"image {path}: cannot be read ({exc})") from None
 
 
-# eval_preprocess, _resize_kept_region, _kept_span and _center_crop need only numpy and Pillow: the TensorRT deployment bundle
-# copies their source verbatim (volo_deploy.export.jetson_bundle), so keep them free of other imports.
+# eval_preprocess, _resize_kept_region, _kept_span and _center_crop need only numpy and Pillow: the TensorRT
+# deployment bundle copies their source verbatim (volo_deploy.export.jetson_bundle), so keep them free of other imports.
 def eval_preprocess(img: Image.Image, img_size: int, resize_size: int, mean, std) -> np.ndarray:
     """Shorter side -> ``resize_size`` (bicubic), center crop ``img_size``, /255, (x - mean) / std; CHW float32.
 
