@@ -216,7 +216,9 @@ def test_unreadable_images_are_skipped_listed_and_left_out_of_the_fingerprint(ar
     assert len(d["skipped_images"]) == 1 and d["skipped_images"][0].startswith("broken.png: ")
     assert d["fingerprint"] == in_memory.fingerprint
     assert report["results"][0]["agreement"]["n"] == len(files)
-    assert any(s.startswith("skipped broken.png") for s in logs)
+    assert d["skipped"] == {"count": 1, "paths": ["broken.png"]}
+    warned = [s for s in logs if "unreadable image(s) skipped" in s]  # one warning for the run, not one per row
+    assert len(warned) == 1 and warned[0].startswith("1 unreadable image(s) skipped") and "broken.png" in warned[0]
 
 
 def test_a_runtime_failing_on_the_data_fails_its_case_only(art, monkeypatch):

@@ -46,3 +46,31 @@ class BadInputError(VoloDeployError):
     """Any other invalid user input (argument values, files)."""
 
     exit_code = 2
+
+
+class DiskFullError(VoloDeployError):
+    """A write failed for want of space (ENOSPC, EFBIG from a file-size limit, EDQUOT); nothing was published."""
+
+    exit_code = 2
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that cleanup runs as for Ctrl-C; exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+#: errno values that mean "no room to write": ENOSPC, EFBIG (RLIMIT_FSIZE or a file system's size limit), EDQUOT.
+DISK_FULL_ERRNOS = frozenset({28, 27, 122})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed write for want of space, also when a library wrapped the OS error in its own
+    type and kept only its text (safetensors: ``I/O error: File too large (os error 27)``)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    text = str(exc)
+    return any(f"os error {n})" in text for n in DISK_FULL_ERRNOS) or "No space left on device" in text

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from volo_deploy.cli.common import (
+    EXIT_CODES_HELP,
     add_common_flags,
     add_layout_argument,
     check_layout_use,
@@ -27,7 +28,7 @@ from volo_deploy.quant.options import Int8Options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="volo-bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="volo-bench", description=__doc__.splitlines()[0], epilog=EXIT_CODES_HELP)
     add_common_flags(p, quiet_help="show only warnings and errors, no progress bars")
     p.add_argument("--model", default=None, help="e.g. volo_d1_224 (default: detected from the checkpoint)")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint (default: the bundled demo model)")
@@ -38,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None,
                    help="folder the paths of a --data list file or manifest are relative to (default: its own)")
     p.add_argument("--limit", type=positive_int, default=None, help="use N evenly spaced images (a fixed subset)")
+    p.add_argument("--strict-data", action="store_true",
+                   help="an unreadable image (truncated, empty, not an image) is an error before any work "
+                        "(default: skipped in every row, listed in the report's data.skipped)")
+    p.add_argument("--exif-transpose", action="store_true",
+                   help="rotate images by their EXIF orientation first (default: ignored, as timm does; "
+                        "the report counts the images it concerns)")
     p.add_argument("--backends", default=None, help="comma list, e.g. torch,onnxruntime,openvino,tensorrt "
                    "(default: every registered backend; missing runtimes are reported as unavailable)")
     p.add_argument("--precisions", default=None, help="comma list of fp32,fp16,bf16,int8 (default: each backend's own)")
@@ -70,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str] | None) -> int:
-    from volo_deploy.harness.bench import BenchConfig, parse_list, parse_ray_resources, run_bench
+    from volo_deploy.harness.bench import BenchConfig, failed_rows, parse_list, parse_ray_resources, run_bench
+    from volo_deploy.harness.shards import out_folder_lock
     from volo_deploy.harness.report import markdown_table, write_outputs
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -108,11 +116,20 @@ def _main(argv: list[str] | None) -> int:
         decode_mode=args.decode_mode,
         ray=args.ray,
         ray_resources=parse_ray_resources(args.ray_resources),
+        strict_data=args.strict_data,
+        exif_transpose=args.exif_transpose,
     )
-    report = run_bench(cfg)
-    paths = write_outputs(report, args.out)
+    with out_folder_lock(args.out):  # held until every report file is written
+        report = run_bench(cfg)
+        paths = write_outputs(report, args.out)
     print(markdown_table(report))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    failed = failed_rows(report)
+    if failed:
+        print(f"error: {len(failed)} of {len(report['results'])} row(s) failed: "
+              + "; ".join(f"{r['backend']} {r['precision']}: {r['status']}" for r in failed)
+              + " (reasons in the report)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from volo_deploy.errors import VoloDeployError
+from volo_deploy.errors import Interrupted, VoloDeployError, is_disk_full
 from volo_deploy.options import at_least, non_negative_float, non_negative_int, positive_int  # noqa: F401
 
 
@@ -64,17 +66,58 @@ def setup_logging(args: argparse.Namespace) -> None:
     configure(level_for(verbose=args.verbose, quiet=args.quiet))
 
 
-def run_cli(fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Call ``fn(argv)``; turn a :class:`VoloDeployError` into ``error: ...`` and its exit code."""
-    quiet_third_party()
+#: The exit codes of volo-export and volo-bench (README "When things go wrong"), for their --help.
+EXIT_CODES_HELP = ("exit codes: 0 done; 1 the work failed (an export or its validation; volo-bench: a row failed, "
+                   "after every report file is written) or the data/checkpoint is wrong; 2 bad input or state "
+                   "(an argument, a damaged state file, an --out folder in use, a full disk, an existing path that "
+                   "is not a regular file: symlinks included, they are never written through); 130 Ctrl-C; "
+                   "143 SIGTERM; 129 SIGHUP (cleaned up as for Ctrl-C, nothing published)")
+
+#: Signals handled as Ctrl-C is (cleanup, then exit 128 + signal number): 143 for SIGTERM, 129 for SIGHUP.
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _raise_interrupted(signum: int, frame) -> None:
+    for s in TERMINATING_SIGNALS:  # a second signal must not interrupt the cleanup the first one started
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextmanager
+def terminating_signals_raise() -> Iterator[None]:
+    """While inside: SIGTERM/SIGHUP raise :class:`Interrupted` in the main thread (staging folders are removed
+    by the same ``finally`` blocks as on Ctrl-C); the earlier handlers come back after."""
     try:
-        return fn(argv)
-    except VoloDeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        previous = {s: signal.signal(s, _raise_interrupted) for s in TERMINATING_SIGNALS}
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_cli(fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Call ``fn(argv)``; turn a :class:`VoloDeployError` into ``error: ...`` and its exit code, a full disk
+    into exit 2, Ctrl-C into 130, SIGTERM into 143 and SIGHUP into 129 (after the same cleanup)."""
+    quiet_third_party()
+    with terminating_signals_raise():
+        try:
+            return fn(argv)
+        except VoloDeployError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            print(f"error: disk full while writing {exc.filename or 'the output'} ({exc.strerror})", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as exc:
+            name = signal.Signals(exc.signum).name if isinstance(exc, Interrupted) else "Ctrl-C"
+            print(f"interrupted ({name})", file=sys.stderr)
+            return exc.exit_code if isinstance(exc, Interrupted) else 130
 
 
 def add_layout_argument(parser, flag: str, data_flag: str) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from volo_deploy.backends import backend_help
 from volo_deploy.cli.common import (
+    EXIT_CODES_HELP,
     add_common_flags,
     check_layout_use,
     positive_int,
@@ -28,7 +29,8 @@ DEFAULT_BACKEND = "onnx"
 def build_parser(backend_cls=None) -> argparse.ArgumentParser:
     """The parser with ``backend_cls``'s options; with None, ``--help`` lists every backend's options."""
     p = argparse.ArgumentParser(prog="volo-export", description=__doc__.splitlines()[0],
-                                epilog=None if backend_cls is not None else every_backend_help(),
+                                epilog=EXIT_CODES_HELP if backend_cls is not None
+                                else every_backend_help() + "\n\n" + EXIT_CODES_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_flags(p)
     p.add_argument("--backend", default=DEFAULT_BACKEND, help=f"{backend_help()} (default: {DEFAULT_BACKEND})")

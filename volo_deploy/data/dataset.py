@@ -27,19 +27,28 @@ _IMAGE_ERRORS = (DataError, OSError, SyntaxError, ValueError, EOFError, Image.De
 _WARN_EACH = 5  # individual warnings before only the final summary
 
 
+_ORIENTATION = 0x0112  # the EXIF orientation tag; 1 = upright
+
+
 def decode_image(path: str | Path, transform: EvalTransform) -> np.ndarray:
     """One image file through ``transform``; raises one of ``_IMAGE_ERRORS`` when it is not a usable image."""
+    return decode_oriented(path, transform)[0]
+
+
+def decode_oriented(path: str | Path, transform: EvalTransform) -> tuple[np.ndarray, bool]:
+    """(:func:`decode_image`, whether its EXIF orientation tag says it is not upright)."""
     with Image.open(path) as img:
         img.load()
-        return transform(img)
+        return transform(img), img.getexif().get(_ORIENTATION, 1) not in (1, None)
 
 
-def try_decode(path: str | Path, transform: EvalTransform) -> tuple[np.ndarray | None, str]:
-    """(image, '') or (None, 'ErrorType: why'): :func:`decode_image` for a worker pool."""
+def try_decode(path: str | Path, transform: EvalTransform) -> tuple[np.ndarray | None, str, bool]:
+    """(image, '', EXIF-rotated?) or (None, 'ErrorType: why', False): :func:`decode_oriented` for a worker pool."""
     try:
-        return decode_image(path, transform), ""
+        arr, rotated = decode_oriented(path, transform)
+        return arr, "", rotated
     except _IMAGE_ERRORS as exc:
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, f"{type(exc).__name__}: {exc}", False
 
 
 @dataclass
@@ -177,14 +186,46 @@ class DecodedBatch:
     labels: np.ndarray  # int64 (B,)
     used: list[tuple[str, int]]
     skipped: list[str]  # 'path: reason'
+    rotated: list[str] = field(default_factory=list)  # paths whose EXIF orientation is not 1 (ignored unless asked)
 
 
-def _assemble(chunk: list[tuple[str, int]], results: list[tuple[np.ndarray | None, str]], tf) -> DecodedBatch:
-    used = [it for it, (arr, _) in zip(chunk, results) if arr is not None]
-    skipped = [f"{rel}: {why}" for (rel, _), (arr, why) in zip(chunk, results) if arr is None]
-    arrs = [arr for arr, _ in results if arr is not None]
+def _assemble(chunk: list[tuple[str, int]], results: list[tuple[np.ndarray | None, str, bool]], tf) -> DecodedBatch:
+    used = [it for it, (arr, _, _) in zip(chunk, results) if arr is not None]
+    skipped = [f"{rel}: {why}" for (rel, _), (arr, why, _) in zip(chunk, results) if arr is None]
+    rotated = [rel for (rel, _), (_, _, rot) in zip(chunk, results) if rot]
+    arrs = [arr for arr, _, _ in results if arr is not None]
     x = np.stack(arrs) if arrs else np.empty((0, 3, tf.img_size, tf.img_size), np.float32)
-    return DecodedBatch(x, np.asarray([lab for _, lab in used], dtype=np.int64), used, skipped)
+    return DecodedBatch(x, np.asarray([lab for _, lab in used], dtype=np.int64), used, skipped, rotated)
+
+
+def _check_one(path: str) -> str:
+    """'' when ``path`` decodes as an image, else 'ErrorType: why'."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return ""
+    except _IMAGE_ERRORS as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def check_readable(root: Path, items: list[tuple[str, int]], workers: int = 2) -> None:
+    """DataError naming every unreadable image of ``items`` (``--strict-data``: checked before any work)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [str(Path(root) / rel) for rel, _ in items]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        bad = [(rel, why) for (rel, _), why in zip(items, pool.map(_check_one, paths)) if why]
+    if bad:
+        listed = "; ".join(f"{rel} ({why})" for rel, why in bad[:5])
+        raise DataError(f"data {root}: {len(bad)} of {len(items)} image(s) unreadable (--strict-data): {listed}"
+                        + (" ..." if len(bad) > 5 else "") + "; fix or remove them, or run without --strict-data "
+                        "to skip them")
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def decode_batches(
@@ -203,8 +244,10 @@ def decode_batches(
         return
     from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-    pool_cls = ProcessPoolExecutor if mode == "process" else ThreadPoolExecutor
-    with pool_cls(max_workers=workers) as pool:
+    # Ctrl-C reaches the whole process group: decode processes ignore it, the driver stops them
+    pool = (ProcessPoolExecutor(max_workers=workers, initializer=_ignore_sigint) if mode == "process"
+            else ThreadPoolExecutor(max_workers=workers))
+    with pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append((chunk, [pool.submit(try_decode, str(root / rel), tf) for rel, _ in chunk]))

@@ -94,22 +94,52 @@ def scan_images(root: str | Path, sizes: bool = True) -> list[tuple[str, int]]:
     """(posix path relative to ``root``, size in bytes) of every image under ``root``, sorted.
 
     Hidden files and folders (leading ``.``) are skipped. ``sizes=False`` saves a stat per file (size 0).
+    Symlinked folders are followed, each real folder once: a symlink loop (or a second link to a folder
+    already listed) is skipped with one warning.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data {root}: not a folder")
+    seen, loops = {os.path.realpath(root)}, []
+    out = _walk(root, sizes, seen, loops)
+    warn_loops(root, loops)
+    return out
+
+
+_LOOPS_WARNED: set[str] = set()  # roots already warned about (a run lists a tree more than once)
+
+
+def warn_loops(root: Path, loops: list[str]) -> None:
+    """The one warning for the linked folders :func:`_walk` skipped under ``root`` (once per root and process)."""
+    if loops and os.path.realpath(root) not in _LOOPS_WARNED:
+        _LOOPS_WARNED.add(os.path.realpath(root))
+        warnings.warn(f"data {root}: {len(loops)} linked folder(s) skipped, already listed by their real path "
+                      f"(a symlink loop?): {', '.join(loops[:3])}{' ...' if len(loops) > 3 else ''}", stacklevel=3)
+
+
+def _walk(root: Path, sizes: bool, seen: set[str], loops: list[str]) -> list[tuple[str, int]]:
+    """:func:`scan_images` without the warning; ``seen`` (real paths of folders listed) and ``loops`` (linked
+    folders skipped) are shared by the calls of one scan."""
     out: list[tuple[str, int]] = []
     stack = [root]
     while stack:
         d = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                if e.name.startswith("."):
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:  # an unreadable folder
+            raise DataError(f"data {d}: cannot be listed ({exc.strerror})") from None
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            if e.is_dir():
+                real = os.path.realpath(e.path)
+                if real in seen:
+                    loops.append(Path(e.path).relative_to(root).as_posix())
                     continue
-                if e.is_dir():
-                    stack.append(Path(e.path))
-                elif is_image(e.name) and e.is_file():
-                    out.append((Path(e.path).relative_to(root).as_posix(), e.stat().st_size if sizes else 0))
+                seen.add(real)
+                stack.append(Path(e.path))
+            elif is_image(e.name) and e.is_file():
+                out.append((Path(e.path).relative_to(root).as_posix(), e.stat().st_size if sizes else 0))
     out.sort()
     return out
 
@@ -372,11 +402,13 @@ def read_imagefolder(path: Path, *, numeric: bool | None = None) -> LabeledImage
             notes.append("numeric folder names string-sorted as requested (numeric=False)")
     items: list[tuple[Path, int]] = []
     empty = []
+    seen, loops = {os.path.realpath(path), *(os.path.realpath(path / d) for d in dirs)}, []
     for d in dirs:
-        files = scan_images(path / d, sizes=False)
+        files = _walk(path / d, False, seen, loops)
         if not files:
             empty.append(d)
         items.extend((Path(d) / rel, idx[d]) for rel, _ in files)
+    warn_loops(path, loops)
     if empty:
         raise DataError(
             f"data {path}: class folder(s) without images: {', '.join(empty[:5])}"

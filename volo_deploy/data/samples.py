@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from volo_deploy.data.layouts import IMAGE_SUFFIXES, is_image
+from volo_deploy.data.layouts import IMAGE_SUFFIXES
 from volo_deploy.data.transforms import EvalTransform
 from volo_deploy.errors import DataError
 
 
 def list_images(root: str | Path) -> list[Path]:
-    """Every image file under ``root`` (recursive, suffix in any case), sorted."""
+    """Every image file under ``root`` (recursive, suffix in any case, each real folder once), sorted."""
+    from volo_deploy.data.layouts import scan_images
+
     root = Path(root)
     if not root.exists():
         raise DataError(f"data {root}: not found")
     if root.is_file():
         return [root]
-    return sorted(p for p in root.rglob("*") if is_image(p.name) and p.is_file())
+    return [root / rel for rel, _ in scan_images(root, sizes=False)]
 
 
 def subset_indices(n_total: int, limit: int | None) -> np.ndarray:
@@ -54,4 +57,27 @@ def validation_batch(cfg, data: str | Path | None = None, n: int = 8, seed: int 
     files = list_images(data)
     if not files:
         raise DataError(f"data {data}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}, any case)")
-    return np.stack([tf.load(files[i]) for i in subset_indices(len(files), n)])
+    return _readable_stack([files[i] for i in subset_indices(len(files), n)], tf, data)
+
+
+_WARNED: set[str] = set()  # unreadable validation images already warned about (one warning each per process)
+
+
+def _readable_stack(files: list[Path], tf: EvalTransform, data) -> np.ndarray:
+    """The readable ``files`` through ``tf``; unreadable ones skipped (warned once), DataError when none is left."""
+    from volo_deploy.data.dataset import try_decode
+
+    arrs, bad = [], []
+    for f in files:
+        arr, why, _ = try_decode(f, tf)
+        if arr is None:
+            bad.append(f"{f} ({why})")
+        else:
+            arrs.append(arr)
+    new = [b for b in bad if b not in _WARNED]
+    if new:
+        _WARNED.update(new)
+        logging.getLogger(__name__).warning("validation: %d unreadable image(s) skipped: %s", len(new), "; ".join(new))
+    if not arrs:
+        raise DataError(f"data {data}: none of the {len(files)} validation image(s) could be read (e.g. {bad[0]})")
+    return np.stack(arrs)

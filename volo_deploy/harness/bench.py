@@ -63,6 +63,8 @@ class BenchConfig:
     decode_mode: str = "thread"  # or "process"
     ray: str | None = None  # None: in this process; "local", "auto" or a Ray address
     ray_resources: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()  # backend -> custom resources
+    strict_data: bool = False  # an unreadable image is an error before any work (else: skipped, reported)
+    exif_transpose: bool = False  # apply EXIF orientation (timm, and so the default, ignores it)
 
     @property
     def calib_data(self) -> Path | None:
@@ -287,6 +289,8 @@ def _executor(cfg: BenchConfig):
 
 def _open_job(cfg: BenchConfig, exclude: frozenset[str] = frozenset()):
     """(EvalJob, selected images, checkpoint info, its sha256, model config) of ``cfg``."""
+    from dataclasses import replace
+
     from volo_deploy import artifacts
     from volo_deploy.data.classes import class_names
     from volo_deploy.data.transforms import EvalTransform
@@ -300,10 +304,14 @@ def _open_job(cfg: BenchConfig, exclude: frozenset[str] = frozenset()):
     class_names(model.cfg.num_classes, cfg.labels)  # a --labels file of another line count: refused now
     sel = open_eval_items(model.cfg, cfg.data, cfg.limit, cfg.data_root, cfg.data_layout, exclude=exclude)
     log.info(f"data: {sel.source}: {len(sel.items)} of {sel.total_available} images ({sel.layout})")
+    if cfg.strict_data:
+        from volo_deploy.data.dataset import check_readable
+
+        check_readable(sel.root, sel.items, cfg.decode_workers)
     chunk = max(cfg.batch_sizes)
+    tf = replace(EvalTransform.for_config(model.cfg), exif_transpose=cfg.exif_transpose)
     job = EvalJob(sel.root, tuple(sel.items), tuple(plan_shards(len(sel.items), cfg.shard_size, chunk)),
-                  EvalTransform.for_config(model.cfg), chunk, Path(info.path), cfg.model, cfg.threads,
-                  cfg.decode_workers, cfg.decode_mode)
+                  tf, chunk, Path(info.path), cfg.model, cfg.threads, cfg.decode_workers, cfg.decode_mode)
     remember_model(job, model)  # the in-process reference pass reuses it (Ray workers load their own)
     return job, sel, info, artifacts.sha256_file(info.path), model.cfg
 
@@ -324,7 +332,24 @@ def _run_cases(run: _Run, cases, ctx) -> list[dict[str, Any]]:
 
 
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    """Run every case of ``cfg`` and return the report dict."""
+    """Run every case of ``cfg`` and return the report dict, holding the lock of ``cfg.out`` (a second run on
+    the same folder stops at once with BadInputError "in use by pid N")."""
+    if cfg.out is None:
+        return _run_bench(cfg)
+    from volo_deploy.harness.shards import out_folder_lock
+
+    with out_folder_lock(Path(cfg.out)):
+        return _run_bench(cfg)
+
+
+def failed_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows that failed (export, validation or run), not those merely unavailable or unsupported here."""
+    from volo_deploy.harness.runner import UNAVAILABLE, UNSUPPORTED, OK
+
+    return [r for r in report["results"] if r["status"] not in (OK, UNAVAILABLE, UNSUPPORTED)]
+
+
+def _run_bench(cfg: BenchConfig) -> dict[str, Any]:
     import shutil
 
     from tqdm.auto import tqdm
@@ -348,6 +373,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         sel.notes.append(int8.note())
         log.info(int8.note())
     data_key = sel.content_key()
+    cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)),
+                           label=f"{info.path} on {sel.source}")
     state = RunState(run_dir)
     state.begin(_run_config(cfg, ckpt_sha, data_key, job, cases, int8), cfg.resume)
     int8.write()
@@ -355,8 +382,6 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     executor = _executor(cfg)
     bar = tqdm(total=len(job.items) * (1 + len(cases)), desc="volo-bench", unit="img", disable=not cfg.progress,
                smoothing=0.05)
-    cache = ReferenceCache(reference_key(ckpt_sha, data_key, job.transform, list(job.shards)),
-                           label=f"{info.path} on {sel.source}")
     run = _Run(cfg, job, state, cache, executor, bar, model_cfg.num_classes, int8)
     try:
         run.refs = _reference_pass(run)
@@ -368,14 +393,29 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         bar.close()
         executor.close()
     used, skipped = _used_items(job, run.refs)
-    for s in skipped:
-        log.warning(f"skipped {s}")
+    data = {**sel.describe(used, skipped), **({"int8_calibration": int8.info} if int8.info else {})}
+    _data_warnings(data, [p for r in run.refs for p in r.rotated], cfg.exif_transpose)
     if cfg.artifacts is None:
         shutil.rmtree(artifacts_root, ignore_errors=True)
     if tmp is not None:
         tmp.cleanup()
-    data = {**sel.describe(used, skipped), **({"int8_calibration": int8.info} if int8.info else {})}
     return _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data, run.refs, results, t0, execution)
+
+
+def _data_warnings(data: dict[str, Any], rotated: list[str], applied: bool) -> None:
+    """One warning for the unreadable images (every row skipped the same ones), one note for EXIF-rotated images;
+    both recorded in the report's ``data`` section."""
+    skipped = data["skipped"]
+    if skipped["count"]:
+        log.warning(f"{skipped['count']} unreadable image(s) skipped in every row (report data.skipped): "
+            + ", ".join(skipped["paths"][:5]) + (" ..." if skipped["count"] > 5 else "")
+            + "; --strict-data makes this an error")
+    data["exif_rotated"] = {"count": len(rotated), "paths": rotated[:20], "applied": applied}
+    if rotated:
+        note = (f"{len(rotated)} image(s) carry an EXIF orientation other than 1: "
+                + ("applied (--exif-transpose)" if applied else "ignored, as timm does (--exif-transpose applies it)"))
+        data["notes"].append(note)
+        log.info(f"note: {note}")
 
 
 def _report(cfg, cases, threads, info, ckpt_sha, model_cfg, data: dict, ref_shards: list, results: list, t0: float,

@@ -58,6 +58,7 @@ def describe_data(
         "labeled": labeled,
         "num_classes": num_classes,
         "fingerprint": items_fingerprint(used),
+        "skipped": {"count": len(skipped), "paths": [s.split(": ", 1)[0] for s in skipped]},
         "skipped_images": skipped,
         "notes": notes,
     }

@@ -65,7 +65,9 @@ class ReferenceCache:
         why = ""
         try:
             meta = json.loads(side.read_text())
-            if meta.get("key_sha256") != self.digest:
+            if not isinstance(meta, dict):
+                why = f"its sidecar {side.name} is not a JSON object"
+            elif meta.get("key_sha256") != self.digest:
                 why = "its key differs (model, data or preprocessing changed)"
             elif hashlib.sha256(blob := data.read_bytes()).hexdigest() != meta.get("sha256"):
                 why = "content hash mismatch (corrupted)"
@@ -84,7 +86,13 @@ class ReferenceCache:
         from volo_deploy.artifacts import atomic_write_bytes, atomic_write_json
 
         data, side = self._paths(res.index)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from volo_deploy.errors import BadInputError
+
+            raise BadInputError(f"reference cache {self.dir}: cannot be created ({exc.strerror}); a file stands "
+                                "in its way: remove it, or set VOLO_DEPLOY_CACHE to another folder") from None
         blob = res.to_bytes()
         atomic_write_bytes(data, blob)
         atomic_write_json(side, {"key_sha256": self.digest, "key": self.key, "label": self.label, "index": res.index,
@@ -99,8 +107,10 @@ class ReferenceCache:
                 meta = json.loads(side.read_text())
             except (OSError, ValueError):
                 continue
+            if not isinstance(meta, dict):
+                continue
             if meta.get("label") == self.label and meta.get("key_sha256") != self.digest:
-                old = meta.get("key", {})
+                old = meta.get("key") if isinstance(meta.get("key"), dict) else {}
                 changed = [k for k in self.key if json.dumps(self.key[k]) != json.dumps(old.get(k))]
                 return f"{', '.join(changed) or 'key'} changed since {side.parent}"
         return None

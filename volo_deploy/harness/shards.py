@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -52,9 +54,10 @@ class ShardResult:
     skipped: list[str] = field(default_factory=list)
     agreement: AgreementAccumulator | None = None
     logits: np.ndarray | None = None
+    rotated: list[str] = field(default_factory=list)  # images whose EXIF orientation is not 1
 
     def to_bytes(self) -> bytes:
-        meta = {"index": self.index, "n": self.n, "skipped": self.skipped,
+        meta = {"index": self.index, "n": self.n, "skipped": self.skipped, "rotated": self.rotated,
                 "agreement": self.agreement.state() if self.agreement else None}
         arrays = {"top": self.top, "labels": self.labels, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         if self.logits is not None:
@@ -71,7 +74,7 @@ class ShardResult:
             return cls(
                 index=int(meta["index"]), n=int(meta["n"]), top=z["top"], labels=z["labels"],
                 skipped=list(meta["skipped"]), agreement=AgreementAccumulator.from_state(agr) if agr else None,
-                logits=z["logits"] if "logits" in z.files else None,
+                logits=z["logits"] if "logits" in z.files else None, rotated=list(meta.get("rotated", [])),
             )
 
 
@@ -87,11 +90,12 @@ def eval_shard(
     Without ``ref_logits`` this is the reference: its logits are kept (they are the cache).
     With them, only the top-k indices and the running agreement are kept.
     """
-    tops, labels, skipped, logits = [], [], [], []
+    tops, labels, skipped, logits, rotated = [], [], [], [], []
     acc = AgreementAccumulator() if ref_logits is not None else None
     done = 0
     for b in batches:
         skipped += b.skipped
+        rotated += b.rotated
         if len(b.x):
             out = np.asarray(run(b.x), dtype=np.float32)
             tops.append(topk_indices(out))
@@ -112,8 +116,22 @@ def eval_shard(
         index=index, n=done,
         top=np.concatenate(tops) if tops else np.zeros((0, 1), np.int32),
         labels=np.concatenate(labels) if labels else np.zeros((0,), np.int64),
-        skipped=skipped, agreement=acc, logits=np.concatenate(logits) if logits else None,
+        skipped=skipped, agreement=acc, logits=np.concatenate(logits) if logits else None, rotated=rotated,
     )
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """``run.json`` of an interrupted run; BadInputError (exit 2) naming it and what to do when damaged."""
+    try:
+        found = json.loads(path.read_text())
+        if not isinstance(found, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise BadInputError(
+            f"--resume: {path} is damaged ({exc}); run the same command without --resume to start afresh "
+            "(the interrupted run's shards are then removed)"
+        ) from None
+    return found
 
 
 class RunState:
@@ -133,7 +151,7 @@ class RunState:
         if resume:
             if not path.is_file():
                 raise BadInputError(f"--resume: {path} not found (no interrupted run in this --out folder)")
-            found = json.loads(path.read_text())
+            found = _read_state(path)
             diff = [k for k in sorted(set(config) | set(found)) if config.get(k) != found.get(k)]
             if diff:
                 k = diff[0]
@@ -179,10 +197,89 @@ class RunState:
             path.unlink()
 
     def load_case(self, case: str) -> dict[str, Any] | None:
+        """The case's row of the interrupted run, or None (absent, or damaged: then its shards are dropped too,
+        and the case runs again)."""
         path = self.dir / f"{case}.case.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            row = json.loads(path.read_text())
+            if not isinstance(row, dict) or not isinstance(row.get("status"), str):
+                raise ValueError("not a case row (a JSON object with a status)")
+        except (OSError, ValueError) as exc:
+            log.warning(f"recomputing case {case}: {path} is damaged ({exc})")
+            self.clear_shards(case)
+            return None
+        return row
 
     def save_case(self, case: str, row: dict[str, Any]) -> None:
         from volo_deploy.artifacts import atomic_write_json
 
         atomic_write_json(self.dir / f"{case}.case.json", row)
+
+
+#: The lock file of a ``volo-bench --out`` folder: holds the pid of the run using it.
+LOCK_NAME = ".volo-bench.lock"
+_HELD: dict[str, int] = {}  # folders this process has locked -> depth (the lock is re-entrant in one process)
+
+
+@contextmanager
+def out_folder_lock(out: Path) -> Iterator[None]:
+    """An exclusive lock on ``out`` (``fcntl.flock`` on ``<out>/.volo-bench.lock``) while inside.
+
+    A second run on the same folder gets BadInputError (exit 2) "in use by pid N" at once. The kernel releases
+    the lock of a killed run, so the next run takes it over (and says so). When this call created ``out`` and the
+    run fails before writing anything else there, ``out`` is removed again.
+    """
+    out = Path(out)
+    key = os.path.realpath(out)
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    created = not out.exists()
+    fd = _acquire(out)
+    _HELD[key] = 1
+    try:
+        yield
+    except BaseException:
+        if created and {p.name for p in out.iterdir()} <= {LOCK_NAME}:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        del _HELD[key]
+        os.close(fd)  # releases the flock
+
+
+def _acquire(out: Path) -> int:
+    import fcntl
+
+    from volo_deploy.artifacts import check_regular_target
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot be created ({exc.strerror})") from None
+    path = out / LOCK_NAME
+    check_regular_target(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BadInputError(f"--out {out}: cannot create its lock file {path} ({exc.strerror})") from None
+    previous = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise BadInputError(f"--out {out}: in use by pid {previous or '?'} (another volo-bench run); wait for it "
+                            "to finish or pass another --out") from None
+    if previous and previous != str(os.getpid()):
+        log.info(f"--out {out}: taking over the lock left by pid {previous}, which is no longer running")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

@@ -14,6 +14,7 @@ from volo_deploy import artifacts
 from volo_deploy.backends.base import (Backend, ExportArtifacts, ExportRequest, ExportResult, Skip, get_backend,
                                       library_distributions)
 from volo_deploy.data.classes import class_names
+from volo_deploy.errors import DiskFullError, is_disk_full
 from volo_deploy.export.validate import Tolerance, validate_against_torch
 from volo_deploy.models import CheckpointInfo, load_model
 from volo_deploy.models.volo import VOLO
@@ -86,12 +87,25 @@ def export_model(
         log.info("note: %s", note)
     log.info("model: %s", info.describe())
     model_file = backend_obj.model_filename(model.cfg.name, request)
-    out = artifacts.prepare_output_dir(request.output_dir, [model_file, artifacts.MANIFEST_NAME], request.force)
+    out, created = artifacts.prepare_output_dir(request.output_dir, [model_file, artifacts.MANIFEST_NAME],
+                                                request.force)
     request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha, val_data=val_data, n_validate=n_validate,
                                   tolerance=tolerance)
+    try:
+        meta = {**model_metadata(model, info, ckpt_sha), "class_names": class_names(model.cfg.num_classes,
+                                                                                   request.labels)[1]}
+        return _stage_and_publish(backend_obj, model, request, meta, out, model_file)
+    except BaseException:  # Ctrl-C and SIGTERM included: no folder of this run is left behind
+        artifacts.remove_created(created)
+        raise
+
+
+def _stage_and_publish(backend_obj: Backend, model: VOLO, request: ExportRequest, model_meta: dict[str, Any],
+                       out: Path, model_file: str) -> ExportResult:
+    """Export into a staging folder in ``out``, validate, write the manifest there, publish the set (manifest last)."""
     with artifacts.staging_dir(out) as staged:
         start = time.perf_counter()
-        made = backend_obj.export_impl(model, request, staged, model_file)
+        made = _disk_full_named(lambda: backend_obj.export_impl(model, request, staged, model_file), out / model_file)
         export_s = time.perf_counter() - start
         if isinstance(made.validation, Skip):
             validation, executed = {"skipped": made.validation.reason}, None
@@ -99,19 +113,18 @@ def export_model(
         else:
             validation, executed = validate_export(backend_obj, model, request, staged / model_file)
         names = [model_file, *made.files, *_labels_file(staged, model.cfg.num_classes, request.labels, made.files)]
-        meta = {**model_metadata(model, info, ckpt_sha), "class_names": class_names(model.cfg.num_classes,
-                                                                                   request.labels)[1]}
-        manifest = build_manifest(backend_obj, request, model_file, meta, made,
-                                  export_s, validation, executed, artifacts.file_entries(staged, names))
-        files = artifacts.publish(staged, out, names)
-    manifest_path = artifacts.atomic_write_json(out / artifacts.MANIFEST_NAME, manifest)
+        manifest = build_manifest(backend_obj, request, model_file, model_meta, made, export_s, validation, executed,
+                                  artifacts.file_entries(staged, names))
+        _disk_full_named(lambda: artifacts.atomic_write_json(staged / artifacts.MANIFEST_NAME, manifest),
+                         out / artifacts.MANIFEST_NAME)
+        files = artifacts.publish(staged, out, [*names, artifacts.MANIFEST_NAME])
     return ExportResult(
         backend=backend_obj.name,
         precision=request.precision,
         output_dir=out,
         model_file=out / model_file,
-        files=files,
-        manifest=manifest_path,
+        files=files[:-1],
+        manifest=files[-1],
         validation=validation,
         export_seconds=export_s,
         details=made.details,
@@ -128,6 +141,17 @@ def _labels_file(staged: Path, num_classes: int, labels: Path | None, made: list
     (staged / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
     log.info(f"classes: {num_classes} names from {source} (labels.txt), e.g. 0 = {names[0]}")
     return ["labels.txt"]
+
+
+def _disk_full_named(fn, target: Path):
+    """``fn()``; a full disk (an OSError, or a library's own error that kept the OS error's text) becomes one
+    :class:`DiskFullError` naming ``target``."""
+    try:
+        return fn()
+    except Exception as exc:
+        if isinstance(exc, DiskFullError) or is_disk_full(exc):
+            raise DiskFullError(f"disk full while writing {target} (nothing was published)") from None
+        raise
 
 
 def validate_export(backend_obj: Backend, model: VOLO, request: ExportRequest, artifact: Path) -> tuple[dict[str, Any], str | None]:

@@ -55,7 +55,8 @@ def preprocess_source(model_name: str, t: EvalTransform) -> str:
     """``preprocess.py``: the eval transform's own functions (copied source) with ``t``'s parameters."""
     head = _PREPROCESS_HEADER.format(model=model_name, size=t.img_size, crop=t.crop_pct, resize=t.resize_size,
                                      mean=tuple(t.mean), std=tuple(t.std))
-    body = "\n\n".join(inspect.getsource(f) for f in (transforms.eval_preprocess, transforms._center_crop))
+    funcs = (transforms.eval_preprocess, transforms._resize_kept_region, transforms._kept_span, transforms._center_crop)
+    body = "\n\n".join(inspect.getsource(f) for f in funcs)
     return head + body
 
 
