@@ -113,8 +113,8 @@ def warn_loops(root: Path, loops: list[str]) -> None:
     """The one warning for the linked folders :func:`_walk` skipped under ``root`` (once per root and process)."""
     if loops and os.path.realpath(root) not in _LOOPS_WARNED:
         _LOOPS_WARNED.add(os.path.realpath(root))
-        warnings.warn(f"data {root}: {len(loops)} linked folder(s) skipped, already listed by their real path "
-                      f"(a symlink loop?): {', '.join(loops[:3])}{' ...' if len(loops) > 3 else ''}", stacklevel=3)
+        log.warning(f"data {root}: {len(loops)} linked folder(s) skipped, already listed by their real path "
+                    f"(a symlink loop?): {', '.join(loops[:3])}{' ...' if len(loops) > 3 else ''}")
 
 
 def _walk(root: Path, sizes: bool, seen: set[str], loops: list[str]) -> list[tuple[str, int]]:
