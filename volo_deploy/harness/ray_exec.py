@@ -30,13 +30,20 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from volo_deploy.errors import BadInputError
-from volo_deploy.harness.evaljob import EvalJob, accuracy_shards, reference_shards, run_cell_case
+from volo_deploy.harness.evaljob import EvalJob, _no_log, accuracy_shards, reference_shards, run_cell_case
 from volo_deploy.harness.shards import ShardResult
 
 MAX_RETRIES = 3
 #: Test hook: a marker path; when ``<marker>.arm`` exists and ``<marker>`` does not, the worker running
 #: accuracy shard 1 creates ``<marker>`` and dies (``os._exit``), once, as a crashed node would.
 CRASH_ONCE_ENV = "VOLO_BENCH_CRASH_ONCE"
+#: Test hook: a marker path; when ``<marker>.arm`` exists, the first task to stream a batch of accuracy
+#: shard 1 writes ``<marker>`` (its Ray node id, pid) and sleeps :data:`HOLD_SECONDS`, mid-shard, so a test
+#: can remove its node while the shard is half done.
+HOLD_ONCE_ENV = "VOLO_BENCH_HOLD_ONCE"
+HOLD_SECONDS = 120.0
+#: Seconds between checks that the nodes able to run the pending tasks are still in the cluster.
+WAIT_POLL_S = 2.0
 
 
 def pack_artifact(folder: Path) -> dict[str, Any]:
@@ -77,19 +84,46 @@ def _crash_hook(index: int) -> None:
         os._exit(1)
 
 
-def _reference_task(job: EvalJob, index: int) -> ShardResult:
-    return next(reference_shards(job, [index]))
+def _hold_hook(index: int) -> Callable[[int], None] | None:
+    """Test hook (:data:`HOLD_ONCE_ENV`): after the first batch of shard 1, say so and wait to be killed."""
+    marker = os.environ.get(HOLD_ONCE_ENV)
+    if not (marker and index == 1 and Path(marker + ".arm").exists()):
+        return None
+    import time
+
+    def hold(_: int) -> None:
+        try:
+            with open(marker, "x") as f:  # once per run: the retried task finds it and goes on
+                f.write(f"{_node_id()} {os.getpid()} shard {index}\n")
+        except FileExistsError:
+            return
+        time.sleep(HOLD_SECONDS)
+
+    return hold
+
+
+def _node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def _reference_task(job: EvalJob, index: int) -> tuple[ShardResult, str | None]:
+    return next(reference_shards(job, [index])), _node_id()
 
 
 def _case_task(backend: str, precision: str, ctx) -> tuple[dict[str, Any], dict[str, Any] | None]:
     row = run_cell_case(backend, precision, ctx)
+    row["node"]["ray_node_id"] = _node_id()
     bundle = pack_artifact(Path(row["artifact"]["dir"])) if row["status"] == "ok" else None
     return row, bundle
 
 
-def _accuracy_task(job: EvalJob, backend: str, precision: str, bundle: dict, ref: np.ndarray, index: int) -> ShardResult:
+def _accuracy_task(job: EvalJob, backend: str, precision: str, bundle: dict, ref: np.ndarray, index: int
+                   ) -> tuple[ShardResult, str | None]:
     _crash_hook(index)
-    return next(accuracy_shards(job, backend, precision, materialize(bundle), [(index, ref)]))
+    res = next(accuracy_shards(job, backend, precision, materialize(bundle), [(index, ref)], _hold_hook(index)))
+    return res, _node_id()
 
 
 def require_ray() -> None:
@@ -121,6 +155,7 @@ class RayExecutor:
         self._tasks = {f.__name__: ray.remote(f) for f in (_reference_task, _case_task, _accuracy_task)}
         self._job: tuple[EvalJob, Any] | None = None
         self._bundles: dict[tuple[str, str], Any] = {}
+        self.shard_nodes: dict[str, dict[int, str | None]] = {}  # "reference" / case name -> shard -> Ray node id
 
     def _options(self, backend: str) -> dict[str, Any]:
         opts: dict[str, Any] = {"num_cpus": self.threads or 1, "max_retries": MAX_RETRIES}
@@ -135,25 +170,39 @@ class RayExecutor:
             self._job = (job, self.ray.put(job))  # the item list once in the object store, not per task
         return self._job[1]
 
-    def _completed(self, refs: list, job: EvalJob, progress: Callable[[int], None] | None) -> Iterator[ShardResult]:
+    def _completed(self, refs: list, job: EvalJob, backend: str, nodes: dict[int, str | None],
+                   progress: Callable[[int], None] | None) -> Iterator[ShardResult]:
+        """Results as tasks finish (a task whose node died is retried elsewhere by Ray); ``nodes``
+        gets the Ray node of each shard. Raises when no node left can run the pending tasks."""
         pending = list(refs)
         while pending:
-            done, pending = self.ray.wait(pending, num_returns=1)
-            res = self.ray.get(done[0])
+            done, pending = self.ray.wait(pending, num_returns=1, timeout=WAIT_POLL_S)
+            if not done:
+                missing = self._missing(backend)
+                if missing:
+                    need = ", ".join(f"{k}:{v:g}" for k, v in missing.items())
+                    raise RuntimeError(f"{len(pending)} {backend} shard task(s) pending and no node of the Ray "
+                                       f"cluster offers {need} any more (a node left)")
+                continue
+            res, node = self.ray.get(done[0])
+            nodes[res.index] = node
             if progress is not None:
                 progress(job.shard_len(res.index))
             yield res
 
     def reference(self, job: EvalJob, todo: list[int], progress: Callable[[int], None]) -> Iterator[ShardResult]:
         task = self._tasks["_reference_task"].options(**self._options("torch"))
-        yield from self._completed([task.remote(self._job_ref(job), i) for i in todo], job, progress)
+        refs = [task.remote(self._job_ref(job), i) for i in todo]
+        yield from self._completed(refs, job, "torch", self.shard_nodes.setdefault("reference", {}), progress)
 
     def _missing(self, backend: str) -> dict[str, float]:
-        """Requested resources that no node of the cluster offers (their tasks would wait forever)."""
+        """Requested resources that no live node of the cluster offers together (the tasks would wait forever)."""
         opts = self._options(backend)
         want = {**opts.get("resources", {}), "CPU": opts["num_cpus"], **({"GPU": 1} if opts.get("num_gpus") else {})}
-        have = self.ray.cluster_resources()
-        return {k: v for k, v in want.items() if have.get(k, 0) < v}
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        if any(all(r.get(k, 0) >= v for k, v in want.items()) for r in nodes):
+            return {}
+        return {k: v for k, v in want.items() if not any(r.get(k, 0) >= v for r in nodes)} or want
 
     def case(self, backend: str, precision: str, ctx) -> dict[str, Any]:
         from dataclasses import replace
@@ -166,9 +215,13 @@ class RayExecutor:
             return CaseResult(backend, precision, status=UNAVAILABLE, reason=f"no node of the Ray cluster offers {need}",
                               ).as_dict() | {"node": None}
         task = self._tasks["_case_task"].options(num_returns=2, **self._options(backend))
-        row_ref, bundle_ref = task.remote(backend, precision, replace(ctx, log=print))
-        self._bundles[(backend, precision)] = bundle_ref
-        return self.ray.get(row_ref)
+        row_ref, bundle_ref = task.remote(backend, precision, replace(ctx, log=_no_log))  # picklable (print may be patched)
+        row = self.ray.get(row_ref)
+        # re-put from here: a task's return value lives on its node, and losing that node would make Ray
+        # re-run the case task (export and latency again) to rebuild it; the driver's copy stays while it runs
+        self._bundles[(backend, precision)] = self.ray.put(self.ray.get(bundle_ref))
+        del bundle_ref
+        return row
 
     def accuracy(self, job: EvalJob, backend: str, precision: str, row: dict, todo: list[int],
                  load_ref: Callable[[int], np.ndarray], progress: Callable[[int], None]) -> Iterator[ShardResult]:
@@ -179,12 +232,14 @@ class RayExecutor:
             bundle = self.ray.put(pack_artifact(Path(row["artifact"]["dir"])))
         task = self._tasks["_accuracy_task"].options(**self._options(backend))
         refs = [task.remote(self._job_ref(job), backend, precision, bundle, self.ray.put(load_ref(i)), i) for i in todo]
-        yield from self._completed(refs, job, progress)
+        nodes = self.shard_nodes.setdefault(f"{backend}_{precision}", {})
+        yield from self._completed(refs, job, backend, nodes, progress)
 
     def describe(self) -> dict[str, Any]:
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         return {"mode": "ray", "ray_address": self.address, "ray_nodes": len(nodes),
-                "ray_resources": {b: r for b, r in self.resources.items()}, "max_retries": MAX_RETRIES}
+                "ray_resources": {b: r for b, r in self.resources.items()}, "max_retries": MAX_RETRIES,
+                "shard_nodes": {k: [v[i] for i in sorted(v)] for k, v in self.shard_nodes.items()}}
 
     def close(self) -> None:
         if self.started:
