@@ -260,6 +260,11 @@ def main() -> None:
               "run_a_figures": figures(report), "load_end": os.getloadavg()}
     (args.out / "bench_50k.json").write_text(json.dumps(result, indent=1, default=str))
     (args.out / "bench_50k.txt").write_text("\n".join(LINES) + "\n")
+    if args.work is None:  # a temp folder of ours: the images and caches go, the results stay
+        import shutil
+
+        for sub in [p for p in work.iterdir() if p != args.out and args.out not in p.parents]:
+            shutil.rmtree(sub, ignore_errors=True) if sub.is_dir() else sub.unlink()
     print(f"\nwrote {args.out / 'bench_50k.json'} and {args.out / 'bench_50k.txt'}")
 
 
