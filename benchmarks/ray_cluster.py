@@ -8,15 +8,17 @@ Ray's own multi-node test cluster (``ray.cluster_utils.Cluster``): a head with n
 on the worker nodes. Data: the ImageNet-shaped tree of ``benchmarks/valtree.py``.
 
 1. Scaling: images/s of the whole ``volo-bench`` CLI (FP32 reference + onnxruntime fp32 over
-   every image, each in a fresh cluster and a fresh reference cache), for 1, 2, 3 nodes, and the
-   same command without ``--ray`` (local, one process). All nodes share this machine's cores,
+   every image, each in a fresh cluster and a fresh reference cache; one ``--artifacts`` folder,
+   so only the first run exports) and of each pass alone (from its shard files' mtimes), for 1,
+   2, 3 nodes, and the same command without ``--ray`` (local, one process). All nodes share this machine's cores,
    so the figure shows how the run spreads its shards and what Ray costs, not how a real cluster
    scales: past the number of free cores more nodes only add contention.
 2. Per-task overhead, against the local run of the same shards: an empty task's round trip, the
    artifact bundle (``pack_artifact``) and one shard's reference logits through the object store
    (put by the driver, read by a task on a worker node), ``materialize`` (hash-checking the
-   artifact files) and loading the runner, which a Ray shard task does per shard and a local
-   run once per case; and the end-to-end difference (1-node accuracy pass - local) / shards.
+   artifact files) and loading the runner, which a worker does once per case (it keeps the runner
+   for its next shard of the same artifact), as a local run does; and the end-to-end difference
+   (1-node accuracy pass - local) / shards.
 3. Node loss: 3 nodes; once half of the onnxruntime shards exist (more shards pending than
    nodes, so every node is running a shard task), a worker node is SIGKILLed (``remove_node(allow_graceful=False)``); the report must equal the local run's
    figures, every image counted once, and no shard of the lost node merged unless it came back whole.
@@ -53,7 +55,7 @@ def load() -> str:
 def bench_args(data: Path, out: Path, args, ray: str | None) -> list[str]:
     cmd = ["--data", str(data), "--backends", "onnxruntime", "--precisions", "fp32", "--threads", "1",
            "--batch-sizes", "1,8", "--warmup", "1", "--iters", "5", "--quiet", "--shard-size", str(args.shard_size),
-           "--out", str(out), "--artifacts", str(out.parent / "artifacts")]
+           "--out", str(out), "--artifacts", str(out.parent.parent / "artifacts")]  # shared: exported once
     if ray:
         cmd += ["--ray", ray, "--ray-resources", "torch=worker:1", "--ray-resources", "onnxruntime=worker:1"]
     return cmd
@@ -91,16 +93,17 @@ def figures(report: dict) -> list:
     return [(r["backend"], r["precision"], r["status"], r["accuracy"], r["agreement"]) for r in report["results"]]
 
 
-def pass_rate(out: Path, case: str, shard_images: list[int]) -> float | None:
-    """images/s of one accuracy pass from its shard files' mtimes (the first shard's images not counted)."""
-    times = sorted(p.stat().st_mtime for p in (out / "shards" / case).glob("*.npz"))
-    return (sum(shard_images) - shard_images[0]) / (times[-1] - times[0]) if len(times) > 1 else None
+def pass_rate(files: list[Path], shard_images: list[int]) -> float | None:
+    """images/s of one pass from its shard files' mtimes (the first shard's images not counted)."""
+    times = sorted(p.stat().st_mtime for p in files)
+    return round((sum(shard_images) - shard_images[0]) / (times[-1] - times[0]), 1) if len(times) > 1 else None
 
 
 def scaling(args, data: Path, work: Path, env: dict, shard_images: list[int]) -> tuple[list[dict], dict]:
     rows = []
-    say(f"\n| run | wall s | images/s (2 x {args.images} images) | onnxruntime pass images/s | load |")
-    say("|---|---|---|---|---|")
+    say(f"\n| run | wall s | whole run images/s (2 x {args.images}) | reference pass images/s | "
+        "onnxruntime pass images/s | load |")
+    say("|---|---|---|---|---|---|")
     for n in [0] + args.nodes:
         out = work / f"scale_{n}" / "out"
         run_env = {**env, "VOLO_DEPLOY_CACHE": str(work / f"scale_{n}" / "cache")}
@@ -110,19 +113,21 @@ def scaling(args, data: Path, work: Path, env: dict, shard_images: list[int]) ->
         finally:
             if cluster:
                 cluster.shutdown()
-        rate = pass_rate(out, "onnxruntime_fp32", shard_images)
         row = {"nodes": n, "wall_s": round(wall, 1), "images_per_s": round(2 * args.images / wall, 1),
-               "accuracy_pass_images_per_s": round(rate, 1) if rate else None, "load": os.getloadavg(),
-               "figures": figures(report)}
+               "reference_pass_images_per_s": pass_rate(list((work / f"scale_{n}" / "cache").glob("reference/*/*.npz")),
+                                                        shard_images),
+               "accuracy_pass_images_per_s": pass_rate(list((out / "shards" / "onnxruntime_fp32").glob("*.npz")),
+                                                       shard_images),
+               "load": os.getloadavg(), "figures": figures(report)}
         rows.append(row)
         say(f"| {'local' if not n else f'{n} node(s)'} | {row['wall_s']} | {row['images_per_s']} | "
-            f"{row['accuracy_pass_images_per_s']} | {load()} |")
+            f"{row['reference_pass_images_per_s']} | {row['accuracy_pass_images_per_s']} | {load()} |")
     same = all(r["figures"] == rows[0]["figures"] for r in rows)
     say(f"every Ray run's accuracy, agreement and counts equal the local run's: {same}")
     return rows, {"figures_equal_local": same}
 
 
-def _timed_remote(ray, fn, *a, repeat: int = 5) -> float:
+def _timed_remote(ray, fn, *a, repeat: int = 9) -> float:
     """Median round trip (ms) of ``fn.remote(*a)`` on a worker node."""
     times = []
     for _ in range(repeat):
@@ -188,12 +193,12 @@ def overhead(args, data: Path, work: Path, env: dict, rows: list[dict]) -> dict:
            "artifact_put_ms": put_ms, "artifact_to_task_ms": bundle_ms, "ref_logits_bytes": int(logits.nbytes),
            "ref_logits_to_task_ms": logits_ms, "materialize_ms": mat_ms, "load_runner_ms": load_ms,
            "end_to_end_per_shard_ms": e2e, "load": os.getloadavg()}
-    say(f"\nper-task Ray overhead (1-node cluster, medians of 5, {load()}):")
+    say(f"\nper-task Ray overhead (1-node cluster, medians of 9, {load()}):")
     say(f"  empty task round trip            {empty_ms:8.1f} ms")
     say(f"  artifact ({res['artifact_bytes'] / 1e6:.2f} MB) put by the driver {put_ms:6.1f} ms, read by a task +{bundle_ms:.1f} ms")
     say(f"  reference logits of one shard ({logits.nbytes / 1e3:.0f} kB) to a task +{logits_ms:.1f} ms")
     say(f"  materialize (hash-check the artifact files) {mat_ms:.1f} ms, load the runner {load_ms:.1f} ms "
-        "(per shard on Ray, once per case locally)")
+        "(once per case and worker: a worker keeps its runner for the next shard of the same artifact)")
     if e2e is not None:
         say(f"  end to end: (1-node onnxruntime pass - local pass) / {n_shards} shards = {e2e:.0f} ms per shard task")
     return res
@@ -214,7 +219,7 @@ def node_loss(args, data: Path, work: Path, env: dict, local: dict, shard_images
         if lost.get("stop"):
             return
         # every node is busy: more shards are pending than there are nodes, one 1-CPU task per node
-        victim = cluster.worker_nodes[0]
+        victim = sorted(cluster.worker_nodes, key=lambda n: n.node_id)[0]
         lost["shards_before"] = len(list(folder.glob("*.npz")))
         cluster.remove_node(victim, allow_graceful=False)
         lost["node_id"] = victim.node_id
@@ -251,6 +256,7 @@ def draw(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     labels = ["local" if r["nodes"] == 0 else f"{r['nodes']} node" + ("s" if r["nodes"] > 1 else "") for r in rows]
     ax.bar(labels, [r["images_per_s"] for r in rows], color=["0.6"] + ["C0"] * (len(rows) - 1), label="whole run")
+    ax.plot(labels, [r["reference_pass_images_per_s"] or 0 for r in rows], "s-", color="C2", label="reference pass (torch)")
     ax.plot(labels, [r["accuracy_pass_images_per_s"] or 0 for r in rows], "o-", color="C1", label="onnxruntime pass")
     ax.set_ylabel("images/s")
     ax.set_title(f"volo-bench --ray on one {os.cpu_count()}-core machine (CPU-bound)", fontsize=9)

@@ -14,9 +14,15 @@ Cases run one after the other (their shards in parallel), so a case's latency is
 no other task of this run is busy. Tasks request ``num_cpus`` = ``--threads`` (1 by default),
 one GPU for TensorRT, and the custom resources of ``--ray-resources BACKEND=RES:N`` (e.g.
 ``tensorrt=jetson_orin:1`` to pin TensorRT to a Jetson that joined the cluster with
-``ray start --address=HEAD:6379 --resources='{"jetson_orin": 1}'``). A worker that dies is
-retried (``max_retries``). Data and checkpoint paths must be readable on every node (same
-path or a shared filesystem); images are never shipped.
+``ray start --address=HEAD:6379 --resources='{"jetson_orin": 1}'``). Data and checkpoint paths
+must be readable on every node (same path or a shared filesystem); images are never shipped.
+
+Node loss: a task whose worker or node dies is retried elsewhere (``max_retries``); shard files
+are written only by the driver from whole returned results, so a lost node's half-done shard is
+never merged. The artifact bundle is re-put by the driver (a task's return value lives on its
+node). Pending tasks that no live node can run any more fail their case (``BackendUnavailable``)
+instead of waiting forever. Rows record their Ray node (``node.ray_node_id``) and
+``execution.shard_nodes`` the node of every shard computed in this run.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from volo_deploy.errors import BadInputError
-from volo_deploy.harness.evaljob import EvalJob, _no_log, accuracy_shards, reference_shards, run_cell_case
+from volo_deploy.errors import BackendUnavailable, BadInputError
+from volo_deploy.harness.evaljob import EvalJob, _no_log, accuracy_shards, load_runner, reference_shards, run_cell_case
 from volo_deploy.harness.shards import ShardResult
 
 MAX_RETRIES = 3
+_RUNNER: dict[tuple, tuple[Path, Any]] = {}  # per worker process: the runner of the last artifact used
 #: Test hook: a marker path; when ``<marker>.arm`` exists and ``<marker>`` does not, the worker running
 #: accuracy shard 1 creates ``<marker>`` and dies (``os._exit``), once, as a crashed node would.
 CRASH_ONCE_ENV = "VOLO_BENCH_CRASH_ONCE"
@@ -57,6 +64,12 @@ def pack_artifact(folder: Path) -> dict[str, Any]:
     return {"dir": str(folder), "model_file": manifest["model_file"], "files": {n: (folder / n).read_bytes() for n in names}}
 
 
+def bundle_key(bundle: dict[str, Any]) -> str:
+    """What identifies a bundle's content: a hash of its files' sha256 digests."""
+    digests = sorted(hashlib.sha256(b).hexdigest() for b in bundle["files"].values())
+    return hashlib.sha256("".join(digests).encode()).hexdigest()[:24]
+
+
 def materialize(bundle: dict[str, Any]) -> Path:
     """The model file of ``bundle``: in its original folder when that holds the same bytes, else in
     ``<tmp>/volo_ray_artifacts/<hash>/`` on this node (written atomically, once per node)."""
@@ -67,8 +80,7 @@ def materialize(bundle: dict[str, Any]) -> Path:
     here = Path(bundle["dir"])
     if all((here / n).is_file() and sha256_file(here / n) == d for n, d in digests.items()):
         return here / bundle["model_file"]
-    key = hashlib.sha256("".join(sorted(digests.values())).encode()).hexdigest()[:24]
-    target = Path(tempfile.gettempdir()) / "volo_ray_artifacts" / key
+    target = Path(tempfile.gettempdir()) / "volo_ray_artifacts" / bundle_key(bundle)
     for n, data in files.items():
         path = target / n
         if not (path.is_file() and sha256_file(path) == digests[n]):
@@ -119,10 +131,24 @@ def _case_task(backend: str, precision: str, ctx) -> tuple[dict[str, Any], dict[
     return row, bundle
 
 
+def _worker_runner(backend: str, precision: str, bundle: dict, threads: int | None) -> tuple[Path, Any]:
+    """(model file, runner) of ``bundle`` in this worker: kept for the next shard task of the same
+    artifact (loading a runner costs more than streaming a small shard), replaced for another."""
+    key = (backend, precision, bundle_key(bundle), threads)
+    if key not in _RUNNER:
+        for _, old in _RUNNER.values():
+            old.close()
+        _RUNNER.clear()
+        path = materialize(bundle)
+        _RUNNER[key] = (path, load_runner(backend, precision, path, threads))
+    return _RUNNER[key]
+
+
 def _accuracy_task(job: EvalJob, backend: str, precision: str, bundle: dict, ref: np.ndarray, index: int
                    ) -> tuple[ShardResult, str | None]:
     _crash_hook(index)
-    res = next(accuracy_shards(job, backend, precision, materialize(bundle), [(index, ref)], _hold_hook(index)))
+    path, runner = _worker_runner(backend, precision, bundle, job.threads)
+    res = next(accuracy_shards(job, backend, precision, path, [(index, ref)], _hold_hook(index), runner=runner))
     return res, _node_id()
 
 
@@ -173,7 +199,7 @@ class RayExecutor:
     def _completed(self, refs: list, job: EvalJob, backend: str, nodes: dict[int, str | None],
                    progress: Callable[[int], None] | None) -> Iterator[ShardResult]:
         """Results as tasks finish (a task whose node died is retried elsewhere by Ray); ``nodes``
-        gets the Ray node of each shard. Raises when no node left can run the pending tasks."""
+        gets the Ray node of each shard. BackendUnavailable when no live node can run the pending tasks."""
         pending = list(refs)
         while pending:
             done, pending = self.ray.wait(pending, num_returns=1, timeout=WAIT_POLL_S)
@@ -181,7 +207,7 @@ class RayExecutor:
                 missing = self._missing(backend)
                 if missing:
                     need = ", ".join(f"{k}:{v:g}" for k, v in missing.items())
-                    raise RuntimeError(f"{len(pending)} {backend} shard task(s) pending and no node of the Ray "
+                    raise BackendUnavailable(f"{len(pending)} {backend} shard task(s) pending and no node of the Ray "
                                        f"cluster offers {need} any more (a node left)")
                 continue
             res, node = self.ray.get(done[0])
