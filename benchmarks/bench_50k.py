@@ -283,6 +283,8 @@ def main() -> None:
 
         for sub in [p for p in work.iterdir() if p != args.out and args.out not in p.parents]:
             shutil.rmtree(sub, ignore_errors=True) if sub.is_dir() else sub.unlink()
+        if not any(work.iterdir()):
+            work.rmdir()
     print(f"\nwrote {args.out / 'bench_50k.json'} and {args.out / 'bench_50k.txt'}")
 
 
