@@ -118,13 +118,15 @@ def load_runner(backend: str, precision: str, artifact: Path, threads: int | Non
 
 def accuracy_shards(
     job: EvalJob, backend: str, precision: str, artifact: Path, refs: Iterable[tuple[int, np.ndarray]],
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None, runner=None,
 ) -> Iterator[ShardResult]:
-    """One backend x precision over the (shard index, reference logits) of ``refs``, one runner for all."""
+    """One backend x precision over the (shard index, reference logits) of ``refs``, one runner for all
+    (``runner``: one already loaded from ``artifact``, left open; else loaded here and closed)."""
     from volo_deploy.backends.base import run_in_chunks
 
     _set_threads(job.threads)
-    runner = load_runner(backend, precision, artifact, job.threads)
+    owned = runner is None
+    runner = load_runner(backend, precision, artifact, job.threads) if owned else runner
     try:
         fixed = runner.input_shape[0]
 
@@ -134,7 +136,8 @@ def accuracy_shards(
         for i, ref in refs:
             yield eval_shard(i, job.batches(i), run, ref_logits=ref, on_batch=on_batch)
     finally:
-        runner.close()
+        if owned:
+            runner.close()
 
 
 class LocalExecutor:
