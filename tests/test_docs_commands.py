@@ -33,6 +33,7 @@ which the full-validation section's commands read.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -51,7 +52,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "calib
 WNIDS = Path(__file__).parent / "data" / "imagenet1k_wnids.txt"
 SHELL_TAGS = {"bash", "sh", "shell", "console"}
 YAML_TAGS = {"yaml", "yml"}
-TIMEOUT_S = 300
+TIMEOUT_S = 900  # one command; a hung one fails
 
 
 # ---------------------------------------------------------------- extraction
@@ -313,7 +314,7 @@ def _write_kaggle(root: Path, val: Path, wnids: list[str], val_classes: np.ndarr
 
 def write_imagenet_tree(root: Path) -> dict[str, str]:
     """ImageNet-shaped tree of tiny JPEGs under the real ImageNet-1k synsets (see the module docstring)."""
-    wnids = [w for w in WNIDS.read_text().split() if not w.startswith("#")]
+    wnids = [w.strip() for w in WNIDS.read_text().splitlines() if w.strip() and not w.startswith("#")]
     assert len(wnids) == 1000 and wnids == sorted(wnids)
     rng = np.random.default_rng(0)
     net = root / "imagenet"
@@ -414,28 +415,26 @@ class ExportPool:
         calib = "_".join(re.sub(r"\W+", "", flag_value(text, f) or "-")[-24:] for f in self.CALIB_FLAGS)
         return self.root / f"int8_{calib}" / name
 
-    def _folder(self, text: str) -> str | None:
-        if not text.startswith("volo-bench") or self.checkpoint not in text:
-            return None
-        return flag_value(text, "--artifacts")
+    def _applies(self, text: str) -> bool:
+        return text.startswith("volo-bench") and self.checkpoint in text
 
     def seed(self, text: str, cwd: Path) -> str:
         """``text`` (with ``--artifacts _exports`` added if absent), its artifacts folder filled from the pool."""
-        if not text.startswith("volo-bench") or self.checkpoint not in text:
+        if not self._applies(text):
             return text
         if flag_value(text, "--artifacts") is None:
             text += " --artifacts _exports"
         folder = cwd / flag_value(text, "--artifacts")
-        for kind in self.root.glob("*/*") if self.root.is_dir() else []:
+        for kind in self.root.glob("*/*"):
             if self._key(text, kind.name) == kind and not (folder / kind.name).exists():
                 shutil.copytree(kind, folder / kind.name)
         return text
 
     def harvest(self, text: str, cwd: Path) -> None:
         """Add the exports ``text`` made (complete ones: with a manifest) to the pool."""
-        if self._folder(text) is None:
+        if not self._applies(text):
             return
-        for made in (cwd / self._folder(text)).glob("*/manifest.json"):
+        for made in (cwd / flag_value(text, "--artifacts")).glob("*/manifest.json"):
             target = self._key(text, made.parent.name)
             if not target.exists():
                 shutil.copytree(made.parent, target)
@@ -447,6 +446,7 @@ class Runner:
     def __init__(self, world: dict[str, str], commands: list[DocCommand], fake_trt_tools) -> None:
         self.world, self.commands, self.fake_trt_tools = world, commands, fake_trt_tools
         self.done: dict[str, Outcome] = {}
+        self.count = itertools.count()
         self.pool = ExportPool(Path(world["runs"]).parent / "export_pool", world["checkpoint"])
 
     def run(self, cmd: DocCommand) -> Outcome:
@@ -454,7 +454,7 @@ class Runner:
         assert rule is not None and rule.action == RUN
         text = substitute(cmd, self.world, rule)
         if text not in self.done:
-            cwd = Path(self.world["runs"]) / f"{len(self.done):02d}_{re.sub(r'[^a-z0-9]+', '_', text.lower())[:60]}"
+            cwd = Path(self.world["runs"]) / f"{next(self.count):02d}_{re.sub(r'[^a-z0-9]+', '_', text.lower())[:60]}"
             extra_env = self._prepare(cmd, rule, cwd)
             run_text = self.pool.seed(text, cwd)
             proc = subprocess.run(["bash", "-c", run_text], cwd=cwd, env=_env(self.world, extra_env),
@@ -474,8 +474,11 @@ class Runner:
         """Fill the fresh ``cwd`` with what the command reads; the environment to run it in (None: ours)."""
         if rule.needs == "gate":
             report = Path(flag_value(cmd.text, "--report") or "")
-            out = lambda c: c.text.startswith("volo-bench") and Path(flag_value(c.text, "--out") or "volo_bench") == report.parent
-            self._copy_from(self._producer(cmd, out), cwd)
+
+            def wrote_report(c: DocCommand) -> bool:
+                return c.text.startswith("volo-bench") and Path(flag_value(c.text, "--out") or "volo_bench") == report.parent
+
+            self._copy_from(self._producer(cmd, wrote_report), cwd)
             baseline = cwd / (flag_value(cmd.text, "--baseline") or "")
             if not baseline.exists():
                 baseline.parent.mkdir(parents=True, exist_ok=True)
