@@ -568,6 +568,8 @@ def test_every_docs_command_has_a_rule():
 def test_every_rule_is_used():
     unused = [r.pattern for r in RULES if not any(re.search(r.pattern, c.text) for c in COMMANDS)]
     assert not unused, f"rules matching no docs command (remove them): {unused}"
+    sections = {c.section for c in COMMANDS}
+    assert set(SECTION_PLACEHOLDERS) <= sections, f"SECTION_PLACEHOLDERS names a section without commands: {sections}"
 
 
 def test_substitution_leaves_no_placeholder(world):
