@@ -40,6 +40,11 @@ ms unless the key says seconds; sizes in bytes unless the key says MB.
     min_ms, max_ms, cv, throughput_ips, noisy, warning, samples_ms}}``. ``samples_ms``: the wall
     time of every timed call in ms, in call order (``iters`` values; added within
     ``bench_report/1``: older reports lack it and ``volo-gate`` then compares their ``p50_ms``).
+  - ``throughput``: batch evaluation in the runtime's throughput mode at the largest batch size
+    (several requests in flight; latency above is one request at a time): ``mode`` (label, e.g.
+    the OpenVINO hint, streams and queue size), ``batch``, ``calls``, ``requests``, ``img_per_s``,
+    ``latency_mode_img_per_s``; null where the runtime has no such mode (added within
+    ``bench_report/1``).
   - ``memory``: ``peak_rss_mb`` (process RSS peak during the case), ``rss_increase_mb``.
   - ``load_options``, ``warnings`` (e.g. noisy latency), ``log`` (export messages).
   - ``node``: the machine that exported and timed this case (with ``--ray``, the worker's):
