@@ -29,6 +29,31 @@ Everything is measured in this run, on this machine, with each runtime's default
 Printed: each end-to-end time as a fraction of its floor (floor / measured: 1.0 = at the floor)
 and of the plain GEMM peak (model GEMM work at peak rate / measured), and the largest speed-up
 the floors allow (FP32 measured / INT8 floor). JSON with every figure goes to ``--json``.
+
+Measured on the 2-core AMD EPYC Zen 5 (family 26 model 2; avx512f/bw/vl, avx512_vnni, avx_vnni,
+avx512_bf16; 8-bit weights), shared (load average 3.0 -> 3.4 during the run: absolute times are
+~2.5x idle, fractions and ratios are what count), batch 8, ``--iters 7``::
+
+    copy bandwidth 28.7 GB/s (large copy), 63.3 GB/s (L3-resident); plain GEMM peak (2048^3), GOP/s:
+    ORT fp32 232, OpenVINO fp32 219, ORT int8 421, OpenVINO int8 738
+    non-GEMM bytes: 1572 MB fused (54.7 ms at the large-copy bandwidth), 5603 MB unfused
+              measured  floor   of own floor  of best floor  of GEMM peak
+    ORT fp32   862.5    626.6     72.7%         69.3%          55.3%
+    ORT int8   379.6    278.2     73.3%         67.4%          39.5%
+    OV  fp32   739.4    742.3    100.4%         80.8%          64.5%
+    OV  int8   360.8    327.1     90.7%         70.9%          41.6%
+    int8 speed-up vs true fp32: ORT 2.27x measured, at most 3.10x by its own int8 floor;
+                                OpenVINO 2.05x measured, at most 2.26x by its own int8 floor
+
+So OpenVINO INT8 is at 91% of its own floor, and the 2.5x target is beyond it: even at the floor
+(every int8 GEMM at its best alone, fused non-GEMM traffic) OpenVINO INT8 would be 2.26x its
+measured FP32. Its int8 convolutions are the weak part (the stem's 3x3 64->64 conv at 112x112:
+32.9 ms int8 alone vs onnxruntime's QLinearConv 13.8 ms; the stem convs are 28% of its int8
+floor); with onnxruntime's kernel per node where faster ("best") the floor allows 2.89x.
+onnxruntime INT8 is at 73% of its floor. One-node OpenVINO calls use shared tensors: the Python
+bindings' input/output copies cost more than a small GEMM (7.2 vs 1.7 ms for 1568x384x1152 int8).
+Under load 9-19 the same benchmark gave floors above the measured model (one-node calls, each
+waiting for the scheduler, inflate most): run it on a quiet machine.
 """
 
 from __future__ import annotations
