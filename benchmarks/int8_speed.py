@@ -15,6 +15,27 @@ time goes per op type: onnxruntime ``enable_profiling`` and OpenVINO ``PERF_COUN
 OpenVINO INT8. Targets: without VNNI, OpenVINO INT8 >= 1.3x faster than FP32 at batch 8; with
 VNNI, INT8 >= 2.5x faster than true FP32 at batch 8.
 
+Zen 5 (2-core AMD EPYC family 26 model 2: avx512f/bw/vl, avx512_vnni, avx_vnni, avx512_bf16;
+8-bit weights), shared with ~6 other jobs (load average 12-19: absolute times ~10x idle; ratios
+only), batch 8, median of 5 interleaved calls, ``--batch-sizes 8 --iters 5 --profile``::
+
+    before (main)      : onnxruntime int8 1.80x | openvino bf16 1.61x, int8 2.09x, int8+bf16 1.74x  (load 14-17)
+    after  (perf_20)   : onnxruntime int8 1.95x | openvino bf16 1.51x, int8 1.74x, int8+bf16 1.84x  (load 3-7)
+    (the two runs' loads differ: compare each run's ratios, not before with after; the ORT Conv
+    change alone, old and new INT8 interleaved in one run: 3% faster)
+
+    per op type, ms per call, fp32 | int8 (before; same load)
+    ORT       Gemm 4548 | QGemm 1704 (+ Gemm 59 heads); Conv 928 | QLinearConv 235 + Conv 186 (two convs
+              left float: their float outputs stopped the QLinearConv fusion); MatMul 441 | 513 and
+              FusedMatMul 390 | 347 (attention, kept float); Transpose 261 | 326; Gelu 257 | 223;
+              Softmax 224 | 223; total 7892 | 4715
+    OpenVINO  FullyConnected f32 4456 | FullyConnectedQuantizedLegacy [brgemm_avx512_i8] 1442;
+              Subgraph (fused eltwise) 1009 | 976; Convolution 773 | 205 (I8); Transpose 274 | 332;
+              Reorder 247 | 172; ReduceMean 206 | 210; Softmax 230 | 157; total 7819 | 3997
+    after (load 3-7): ORT QGemm 514, QLinearConv 71 (all 5 convs), Conv 0, QuantizeLinear 110, MatMul 199 +
+              FusedMatMul 100 (attention, float), Transpose 136; total 2642 | 1594. OpenVINO int8: FC i8 653,
+              Subgraph 385, Convolution I8 99, Transpose 81; total 2988 | 1586
+
 Measured on the 2-core AMD EPYC Zen 4 box (avx512_vnni, avx512_bf16; 8-bit weights), shared
 with other jobs (load average 3-7: absolute times are inflated and moved 3.5x between runs at
 batch 8; ratios are what count), median of 10 (runs 1, 2) or 15 (run 3) interleaved calls, ms

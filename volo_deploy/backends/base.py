@@ -244,3 +244,9 @@ class Backend(ABC):
     def validation_options(self, request: ExportRequest) -> Any:
         """Runtime options for the check right after export: the request's own options."""
         return request.options
+
+    def throughput_options(self, options: Any) -> Any:
+        """Options of the runtime's throughput mode for batch evaluation (several requests in flight:
+        its runner has ``run_async``), or ``None`` when it has none (default). Latency is always
+        measured with the plain ``options``."""
+        return None

@@ -196,6 +196,12 @@ class OvRunner(Runner):
             )
         return batch
 
+    def throughput_mode(self) -> str:
+        """How this runner runs concurrent requests, for the report's label."""
+        streams = self.compiled.get_property("NUM_STREAMS")
+        return (f"openvino PERFORMANCE_HINT {self.options.hint.upper()}, {streams} streams, "
+                f"AsyncInferQueue of {self.options.requests or self.optimal_requests()}")
+
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
@@ -331,3 +337,8 @@ class OpenVinoBackend(Backend):
     def validation_options(self, request: ExportRequest) -> OvOptions:
         """The export's own options (device, hint...), else defaults, at the requested precision."""
         return replace(request.options or OvOptions(), precision=request.precision)
+
+    def throughput_options(self, options: Any) -> OvOptions:
+        """The ``THROUGHPUT`` hint (the plugin picks the streams unless ``--streams``), run through an
+        ``AsyncInferQueue`` of the compiled model's optimal size: batch evaluation, not latency."""
+        return replace(options or OvOptions(), hint="throughput")

@@ -55,6 +55,20 @@ def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
+def throughput_section(results: list[dict[str, Any]]) -> list[str]:
+    """report.md lines: batch evaluation img/s in the runtime's throughput mode beside one request at a time."""
+    rows = [r for r in results if r.get("throughput")]
+    if not rows:
+        return []
+    out = ["## Batch evaluation img/s: throughput mode vs one request at a time (latency mode)", "",
+           "| backend | precision | batch | throughput mode img/s | latency mode img/s | mode |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["throughput"]
+        out.append(f"| {r['backend']} | {r['precision']} | {t['batch']} | {t['img_per_s']:.1f} | "
+                   f"{t['latency_mode_img_per_s']:.1f} | {t['mode']} |")
+    return out + [""]
+
+
 def markdown_table(report: dict[str, Any]) -> str:
     """The one-row-per-backend x precision table (header exactly :data:`TABLE_HEADER`)."""
     lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
@@ -109,6 +123,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                         f"{L['p99_ms']:.2f} | {L['mean_ms']:.2f} | {L['cv']:.1%}{flag} | {L['throughput_ips']:.1f} |"
                     )
         out.append("")
+    out += throughput_section(report["results"])
     notes = [f"- {r['backend']} {r['precision']}: {r['status']}: {r['reason']}" for r in report["results"] if r.get("reason")]
     notes += [f"- {r['backend']} {r['precision']}: {w}" for r in report["results"] for w in r.get("warnings", [])]
     notes += [f"- {r['backend']} {r['precision']}: runtime computes in {r['executed_precision']}"

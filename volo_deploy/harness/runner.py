@@ -63,6 +63,8 @@ class CaseResult:
     accuracy: dict[str, float] | None = None
     agreement: dict[str, float] | None = None
     latency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # batch evaluation in the runtime's throughput mode (None: the backend has none); see _measure_throughput
+    throughput: dict[str, Any] | None = None
     memory: dict[str, float] | None = None
     load_options: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -223,6 +225,33 @@ def _measure(runner, ctx: CaseContext, res: CaseResult, label: str) -> None:
             res.warnings.append(f"batch {bs}: {st.warning}")
 
 
+def _measure_throughput(backend, artifact: Path, options: Any, ctx: CaseContext, res: CaseResult) -> None:
+    """img/s of batch evaluation in the runtime's throughput mode (several requests in flight) at the
+    largest batch size, beside the latency mode's img/s; latency itself stays one request at a time."""
+    topts = backend.throughput_options(options)
+    bs = max(ctx.batch_sizes)
+    if topts is None or str(bs) not in res.latency:
+        return
+    try:
+        runner = backend.load(artifact, topts)
+    except Exception as exc:  # the latency figures stand; this mode is extra
+        res.warnings.append(f"throughput mode not measured: {_error_text(exc)}")
+        return
+    try:
+        jobs = topts.requests or runner.optimal_requests()
+        xb = _batch_of(ctx.x, bs)
+        runner.run_async([xb] * jobs)  # warm-up: every request once
+        calls = max(ctx.iters, 2 * jobs)
+        _, seconds = runner.run_async([xb] * calls)
+        res.throughput = {
+            "mode": runner.throughput_mode(), "batch": bs, "calls": calls, "requests": jobs,
+            "img_per_s": round(calls * bs / seconds, 2),
+            "latency_mode_img_per_s": round(res.latency[str(bs)]["throughput_ips"], 2),
+        }
+    finally:
+        runner.close()
+
+
 def run_case(backend_name: str, precision: str, ctx: CaseContext) -> CaseResult:
     """Benchmark one backend x precision; never raises for a backend's own failure."""
     from volo_deploy.backends import get_backend
@@ -260,6 +289,7 @@ def run_case(backend_name: str, precision: str, ctx: CaseContext) -> CaseResult:
                     res.warnings.append(runner.warning)
                 res.load_options = repr(options)
                 _measure(runner, ctx, res, label)
+                _measure_throughput(backend, artifact, options, ctx, res)
             except Exception as exc:  # a runtime that fails to load or run the artifact
                 res.status, res.reason = RUN_FAILED, _error_text(exc)
                 res.log.append(traceback.format_exc(limit=-3))

@@ -145,10 +145,10 @@ def _ort_args(profile: QuantProfile, config: QuantConfig):
         "ActivationSymmetric": profile.activation_symmetric,
         "WeightSymmetric": profile.weight_symmetric,
         "QuantizeBias": profile.quantize_bias,
-        # Q/DQ on the inputs of the quantized ops only: never on their outputs (which feed Add,
-        # LayerNorm, the outlook core...), and a private pair per consumer so no float op reads
-        # a fake-quantized tensor.
-        "OpTypesToExcludeOutputQuantization": list(profile.op_types),
+        # Q/DQ on the inputs of the quantized ops only: not on their outputs (which feed Add,
+        # LayerNorm, the outlook core...) unless the profile needs it for a fused kernel
+        # (quantize_outputs_of), and a private pair per consumer.
+        "OpTypesToExcludeOutputQuantization": [t for t in profile.op_types if t not in profile.quantize_outputs_of],
         "DedicatedQDQPair": True,
     }
     return method, act, QuantType.QInt8, extra
