@@ -196,6 +196,8 @@ RULES: list[Rule] = [
     Rule(r"^ray start ", SKIP, "starts a node of a multi-machine Ray cluster; CI is one machine"),
     Rule(r"^volo-bench --ray auto ", SKIP, "joins the Ray cluster that `ray start` made (and a Jetson for the "
          "tensorrt rows); volo-bench --ray local is tests/test_harness_ray.py's"),
+    Rule(r"^python benchmarks/", SKIP, "a benchmark (minutes of CPU on 2 cores) whose figures the README quotes; what it "
+         "exercises runs in tests/test_harness_ray.py (cluster, node loss) and test_harness_stream.py (resume)"),
     Rule(r"^git (add|commit) ", SKIP, "commits into the user's repository"),
     Rule(r"^python calibration/make_demo_manifest\.py$", SKIP, "rewrites the shipped "
          "volo_deploy/assets/calib_demo_digits_train_300.json in the checkout under test; its --check form runs"),

@@ -33,7 +33,7 @@ def ctx(tmp_path_factory):
     return CaseContext(
         checkpoint=ckpt, checkpoint_sha256=artifacts.sha256_file(ckpt), model_name=None, x=x, labels=None,
         ref_logits=torch_logits(model, x), ref_top1_pct=None, batch_sizes=(1, 4), warmup=0, iters=3, threads=1,
-        artifacts_root=root, progress=False,
+        artifacts_root=root, progress=False, throughput_mode=True,
     )
 
 
@@ -50,7 +50,7 @@ def test_openvino_row_has_both_modes_labelled(ctx):
     assert "hint='latency'" in res.load_options  # latency is timed with the latency hint
     t = res.throughput
     assert t["batch"] == 4 and t["calls"] >= max(ctx.iters, 2 * t["requests"]) and t["img_per_s"] > 0
-    assert t["mode"].startswith("openvino PERFORMANCE_HINT THROUGHPUT") and "AsyncInferQueue" in t["mode"]
+    assert t["mode"].startswith("openvino PERFORMANCE_HINT THROUGHPUT") and "async infer requests" in t["mode"]
     assert t["latency_mode_img_per_s"] == round(res.latency["4"]["throughput_ips"], 2)
     lines = throughput_section([res.as_dict()])
     assert lines[0].startswith("## Batch evaluation img/s: throughput mode")
@@ -65,6 +65,34 @@ def test_throughput_runner_compiled_with_the_hint(ctx):
         assert str(runner.compiled.get_property("PERFORMANCE_HINT")).upper().endswith("THROUGHPUT")
         outs, seconds = runner.run_async([ctx.x[:4]] * 3)
         assert len(outs) == 3 and seconds > 0
+    finally:
+        runner.close()
+
+
+def test_throughput_mode_is_off_by_default(ctx):
+    from dataclasses import replace as dc_replace
+
+    from volo_deploy.harness.bench import BenchConfig
+
+    assert BenchConfig().throughput_mode is False
+    res = run_case("openvino", "fp32", dc_replace(ctx, throughput_mode=False))
+    assert res.status == OK and res.latency and res.throughput is None
+
+
+def test_async_requests_return_every_batch_in_order(ctx):
+    import numpy as np
+
+    from volo_deploy.backends.openvino_backend import OpenVinoBackend, OvOptions
+
+    backend = OpenVinoBackend()
+    xml = next((ctx.artifacts_root / "openvino_fp32").glob("*.xml"))
+    runner = backend.load(xml, backend.throughput_options(OvOptions(threads=1, requests=2)))
+    try:
+        batches = [ctx.x[i : i + 1] for i in range(5)]  # more batches than requests: each request reused
+        outs, seconds = runner.run_async(batches)
+        assert seconds > 0 and len(outs) == 5
+        for b, o in zip(batches, outs):
+            np.testing.assert_allclose(o, runner.run(b), rtol=1e-5, atol=1e-5)
     finally:
         runner.close()
 

@@ -200,36 +200,40 @@ class OvRunner(Runner):
         """How this runner runs concurrent requests, for the report's label."""
         streams = self.compiled.get_property("NUM_STREAMS")
         return (f"openvino PERFORMANCE_HINT {self.options.hint.upper()}, {streams} streams, "
-                f"AsyncInferQueue of {self.options.requests or self.optimal_requests()}")
+                f"{self.options.requests or self.optimal_requests()} async infer requests")
 
     def optimal_requests(self) -> int:
         return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
 
     def run_async(self, batches: Sequence[np.ndarray], requests: int | None = None) -> tuple[list[np.ndarray], float]:
-        """Run every batch through an ``AsyncInferQueue``; returns (outputs in order, wall seconds).
+        """Run every batch through infer requests kept in flight; returns (outputs in order, wall seconds).
 
         ``requests`` (default: options.requests, else the compiled model's optimal number)
         requests are kept in flight; for throughput use the ``throughput`` hint. The harness
         owns warm-up and statistics: this call only times the whole set.
         """
-        import openvino as ov
-
         batches = [self._check(b) for b in batches]
         jobs = requests or self.options.requests or self.optimal_requests()
-        queue = ov.AsyncInferQueue(self.compiled, jobs)
+        # Plain infer requests, batch i on request i % jobs, no Python callback: an AsyncInferQueue with a
+        # Python callback can deadlock at teardown (the compiled model's stream threads joined while this
+        # thread holds the GIL; openvinotoolkit/openvino PR 37073 fixed one such case in the queue's destructor).
+        pool = [self.compiled.create_infer_request() for _ in range(min(jobs, len(batches)))]
         outputs: list[np.ndarray | None] = [None] * len(batches)
 
-        def done(request: Any, index: int) -> None:
-            outputs[index] = np.array(request.get_output_tensor(0).data, copy=True)
+        def collect(i: int) -> None:
+            req = pool[i % len(pool)]
+            req.wait()
+            outputs[i] = np.array(req.get_output_tensor(0).data, copy=True)
 
-        queue.set_callback(done)
         start = time.perf_counter()
         for i, b in enumerate(batches):
-            queue.start_async({0: b}, userdata=i, share_inputs=True)
-        queue.wait_all()
+            if i >= len(pool):
+                collect(i - len(pool))  # its request is free again
+            pool[i % len(pool)].start_async({0: b}, share_inputs=True)
+        for i in range(max(0, len(batches) - len(pool)), len(batches)):
+            collect(i)
         seconds = time.perf_counter() - start
-        if any(o is None for o in outputs):
-            raise RuntimeError(f"OpenVINO IR {self.path.name}: an async request returned no output")
+        del pool
         return outputs, seconds  # type: ignore[return-value]
 
     def close(self) -> None:
@@ -340,5 +344,5 @@ class OpenVinoBackend(Backend):
 
     def throughput_options(self, options: Any) -> OvOptions:
         """The ``THROUGHPUT`` hint (the plugin picks the streams unless ``--streams``), run through an
-        ``AsyncInferQueue`` of the compiled model's optimal size: batch evaluation, not latency."""
+        pool of async infer requests of the compiled model's optimal size: batch evaluation, not latency."""
         return replace(options or OvOptions(), hint="throughput")

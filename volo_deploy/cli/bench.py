@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=non_negative_int, default=5, help="untimed calls per batch size (default 5)")
     p.add_argument("--iters", type=positive_int, default=50, help="timed calls per batch size (default 50)")
     p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads for every runtime")
+    p.add_argument("--throughput-mode", action="store_true",
+                   help="also time batch evaluation in the runtime's throughput mode (OpenVINO: THROUGHPUT hint, several "
+                        "requests in flight) at the largest batch size, reported beside latency (default: off)")
     p.add_argument("--artifacts", type=Path, default=None,
                    help="folder of exports to reuse (checked by hash against each manifest.json) or to fill; "
                         "default: <out>/shards/artifacts, kept for --resume and removed once the run completes")
@@ -102,6 +105,7 @@ def _main(argv: list[str] | None) -> int:
         batch_sizes=batch_sizes,
         warmup=args.warmup,
         iters=args.iters,
+        throughput_mode=args.throughput_mode,
         threads=args.threads,
         artifacts=args.artifacts,
         data_layout=args.layout,

@@ -55,6 +55,7 @@ class BenchConfig:
     labels: Path | None = None  # --labels: class names (None: ImageNet-1k names for 1000 classes)
     progress: bool = True
     noisy_cv: float = 0.15
+    throughput_mode: bool = False  # --throughput-mode: also batch img/s in the runtime's throughput mode
     command: list[str] = field(default_factory=list)
     out: Path | None = None  # where shard results go (<out>/shards); None: a temp folder
     resume: bool = False
@@ -174,7 +175,7 @@ def _latency_context(run: _Run, info, ckpt_sha: str, artifacts_root: Path) -> An
         ref_logits=_ref_logits(run, 0)[: len(first.x)], ref_top1_pct=None, batch_sizes=tuple(cfg.batch_sizes),
         warmup=cfg.warmup, iters=cfg.iters, threads=cfg.threads, artifacts_root=artifacts_root,
         val_data=cfg.data if cfg.data is not None and Path(cfg.data).is_dir() else None, int8=run.int8.opts,
-        class_labels=cfg.labels, progress=False, noisy_cv=cfg.noisy_cv,
+        class_labels=cfg.labels, progress=False, noisy_cv=cfg.noisy_cv, throughput_mode=cfg.throughput_mode,
     )
 
 
@@ -271,7 +272,7 @@ def _run_config(cfg: BenchConfig, ckpt_sha: str, data_key: str, job, cases, int8
         "batch_sizes": list(cfg.batch_sizes), "warmup": cfg.warmup, "iters": cfg.iters, "threads": cfg.threads,
         "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
         "calib_data": str(cfg.calib_data) if cfg.calib_data else None, "noisy_cv": cfg.noisy_cv,
-        "data_layout": cfg.data_layout, "calib_layout": cfg.calib_layout,
+        "throughput_mode": cfg.throughput_mode, "data_layout": cfg.data_layout, "calib_layout": cfg.calib_layout,
         "int8": {k: str(v) for k, v in asdict(int8.opts).items()} if int8 is not None and int8.opts else None,
         "int8_set_aside": int8.info.get("fingerprint") if int8 is not None else None,
     }

@@ -44,6 +44,7 @@ class CaseContext:
     class_labels: Path | None = None  # --labels: class names file
     progress: bool = True
     noisy_cv: float = 0.15
+    throughput_mode: bool = False  # also time batch evaluation in the runtime's throughput mode
 
 
 @dataclass
@@ -228,6 +229,8 @@ def _measure(runner, ctx: CaseContext, res: CaseResult, label: str) -> None:
 def _measure_throughput(backend, artifact: Path, options: Any, ctx: CaseContext, res: CaseResult) -> None:
     """img/s of batch evaluation in the runtime's throughput mode (several requests in flight) at the
     largest batch size, beside the latency mode's img/s; latency itself stays one request at a time."""
+    if not ctx.throughput_mode:
+        return
     topts = backend.throughput_options(options)
     bs = max(ctx.batch_sizes)
     if topts is None or str(bs) not in res.latency:
