@@ -333,12 +333,9 @@ def main() -> None:
     (args.out / "ray_cluster.json").write_text(json.dumps(result, indent=1, default=str))
     (args.out / "ray_cluster.txt").write_text("\n".join(LINES) + "\n")
     if args.work is None:  # a temp folder of ours: the images and caches go, the results stay
-        import shutil
+        from valtree import remove_work
 
-        for sub in [p for p in work.iterdir() if p != args.out and args.out not in p.parents]:
-            shutil.rmtree(sub, ignore_errors=True) if sub.is_dir() else sub.unlink()
-        if not any(work.iterdir()):
-            work.rmdir()
+        remove_work(work, keep=args.out)
     print(f"\nwrote {args.out / 'ray_cluster.json'}, {args.out / 'ray_scaling.png'}")
 
 

@@ -76,6 +76,17 @@ def make_val_tree(root: Path, n: int, workers: int | None = None, seed: int = 0)
     return val
 
 
+def remove_work(work: Path, keep: Path) -> None:
+    """Remove what a benchmark made in its temp folder ``work`` except ``keep`` (its results); then ``work``
+    itself when nothing is left."""
+    import shutil
+
+    for sub in [p for p in work.iterdir() if p != keep and keep not in p.parents]:
+        shutil.rmtree(sub, ignore_errors=True) if sub.is_dir() else sub.unlink()
+    if not any(work.iterdir()):
+        work.rmdir()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)

@@ -21,8 +21,10 @@ Commands that read what an earlier one wrote (``volo-gate`` its report, ``--resu
 run, the Jetson build its bundle) start in a copy of that command's directory, never in the same one,
 so nothing one command leaves behind can block another. Identical commands run once.
 
-**Against what.** Not the demo: a 1000-class VOLO (small dims, 32 px, deterministic weights, saved as
-a ``.pth.tar``) that the toolkit detects as ``volo_custom``, so none of its demo shortcuts (bundled
+**Against what.** Not the demo: a 1000-class VOLO saved as a user's ``.pth.tar`` (the demo architecture
+at 64 px, its 10 trained digit classes as ImageNet-1k indices 0-9 and 990 more that never win: a random
+model's near-tied logits would make INT8 agreement a coin toss, which a trained model's are not), fed
+digit images under the ImageNet synsets, so none of the demo shortcuts (bundled
 calibration and held-out sets, digits validation images) apply; and an ImageNet-shaped tree of tiny
 JPEGs under the real 1000 ImageNet-1k synset ids: ``train/<wnid>/*.JPEG`` (2 per class), a flat
 ``val/`` of 1000 images with the devkit's ``ILSVRC2012_validation_ground_truth.txt`` and ``meta.mat``
@@ -234,8 +236,8 @@ PLACEHOLDERS = {
 SECTION_PLACEHOLDERS = {"Full ImageNet-1k validation (50,000 images)": {"/data/imagenet/val": "kaggle_val"}}
 #: The README names VOLO-D1 (27M parameters: ~30 s per ONNX export on 2 cores); the stand-in checkpoint is a
 #: custom VOLO whose variant is detected from the file (no --model name fits it). D1 384 from a 224 checkpoint
-#: is the pos_embed resize: the same resize from 32 px to 48 px.
-MODEL_FLAGS = {"--model volo_d1_224": "", "--model volo_d1_384": "--img-size 48"}
+#: is the pos_embed resize: the same resize from 64 px to 96 px.
+MODEL_FLAGS = {"--model volo_d1_224": "", "--model volo_d1_384": "--img-size 96"}
 #: volo-bench speed: 16 images in shards of 8 (two shards: streaming and --resume still cross a shard edge)
 #: and few timed calls; the values matter for measurements, not for whether the command works. Set where the
 #: command has the flag, added where it has not.
@@ -276,11 +278,18 @@ def flag_value(text: str, flag: str) -> str | None:
 # ---------------------------------------------------------------- the generated world
 
 
-def _tiny_jpeg(path: Path, rng: np.random.Generator) -> None:
+def _digit_jpeg(path: Path, cls: int, rng: np.random.Generator) -> None:
+    """A digits image of digit ``cls % 10`` (what the checkpoint's trained classes see), as a 16 px RGB JPEG."""
     from PIL import Image
 
-    cells = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)  # 48x36 px: resized and center-cropped to 32
-    Image.fromarray(cells).resize((48, 36), Image.BILINEAR).save(path, quality=90)
+    from volo_deploy.data.digits import load_digits_arrays
+
+    images, labels = _DIGITS.setdefault("train", load_digits_arrays("train"))
+    pick = rng.choice(np.flatnonzero(labels == cls % 10))
+    Image.fromarray(images[pick], mode="L").resize((16, 16), Image.NEAREST).convert("RGB").save(path, quality=95)
+
+
+_DIGITS: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _write_devkit(root: Path, wnids: list[str], val_classes: np.ndarray, rng: np.random.Generator) -> Path:
@@ -323,27 +332,30 @@ def write_imagenet_tree(root: Path) -> dict[str, str]:
     for w in wnids:
         (net / "train" / w).mkdir(parents=True)
         for k in range(2):
-            _tiny_jpeg(net / "train" / w / f"{w}_{k}.JPEG", rng)
+            _digit_jpeg(net / "train" / w / f"{w}_{k}.JPEG", wnids.index(w), rng)
     val, val_classes = net / "val", rng.permutation(len(wnids))  # one image per class, in a shuffled order
     val.mkdir()
     for i in range(len(val_classes)):
-        _tiny_jpeg(val / f"ILSVRC2012_val_{i + 1:08d}.JPEG", rng)
+        _digit_jpeg(val / f"ILSVRC2012_val_{i + 1:08d}.JPEG", int(val_classes[i]), rng)
     devkit = _write_devkit(net, wnids, val_classes, rng)
     kaggle_val = _write_kaggle(root / "kaggle", val, wnids, val_classes)
     return {"train": str(net / "train"), "val": str(val), "devkit": str(devkit), "kaggle_val": str(kaggle_val)}
 
 
 def write_checkpoint(path: Path) -> Path:
-    """A 1000-class VOLO at 32 px (small dims, custom: no registered variant), deterministic weights."""
+    """A user's 1000-class checkpoint: the demo's trained weights, its 10 classes as indices 0-9 of both heads,
+    classes 10-999 with zero weights and a bias below every trained one (they never win)."""
     import torch
+    from safetensors.torch import load_file
 
-    from volo_deploy.models import VOLO
-    from volo_deploy.models.configs import VoloConfig
-    from volo_deploy.models.init import deterministic_state_dict
+    from volo_deploy.models import demo_checkpoint
 
-    cfg = VoloConfig("volo_custom", (2, 1, 1, 1), (32, 64, 64, 64), (1, 2, 2, 2), mlp_ratio=2.0,
-                     stem_hidden_dim=16, img_size=32, num_classes=1000)
-    torch.save({"state_dict": deterministic_state_dict(VOLO(cfg))}, path)
+    sd = load_file(str(demo_checkpoint()))
+    for head in ("head", "aux_head"):
+        w, b = sd[f"{head}.weight"], sd[f"{head}.bias"]
+        sd[f"{head}.weight"] = torch.cat([w, torch.zeros(1000 - len(w), w.shape[1])])
+        sd[f"{head}.bias"] = torch.cat([b, torch.full((1000 - len(b),), float(b.min()) - 10.0)])
+    torch.save({"state_dict": sd}, path)
     return path
 
 
@@ -367,7 +379,7 @@ def world(tmp_path_factory) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("docs_world")
     paths = write_imagenet_tree(root)
-    paths["checkpoint"] = str(write_checkpoint(root / "volo_custom_1k_32.pth.tar"))
+    paths["checkpoint"] = str(write_checkpoint(root / "my_volo_1k.pth.tar"))
     subset = sample_subset(open_images(paths["val"], expect_classes=1000), total=100, seed=0)
     paths["val_subset"] = str(write_manifest(subset, root / "imagenet_val_subset.json"))
     paths["bin"] = str(_bin_dir(root))

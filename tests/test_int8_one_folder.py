@@ -167,3 +167,13 @@ def test_plan_refuses_user_checkpoint_without_data():
     assert not is_bundled_demo(None, "volo_d1_224")
     with pytest.raises(DataError, match="--calib-data"):
         plan_int8_data(Int8Options(calib_data=Path("/nonexistent/x")), demo=True)
+
+
+@pytest.mark.parametrize("flag,value", [("--max-drop", "nan"), ("--min-agreement", "inf"), ("--min-cosine", "nan"),
+                                        ("--min-agreement", "101")])
+def test_int8_thresholds_not_finite_or_out_of_range_are_refused_at_parse_time(flag, value, capsys):
+    from volo_deploy.cli.export import build_parser
+
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--int8", flag, value])
+    assert exc.value.code == 2 and flag in capsys.readouterr().err

@@ -311,8 +311,10 @@ def test_quantizer_weights_follow_the_isa(features, bits, cpu, demo, tmp_path):
 
 
 def test_cli_weight_bits_flag():
-    from volo_deploy.cli.export import _int8_options, build_parser
+    from volo_deploy.cli.export import build_parser
+    from volo_deploy.cli.options import options_from_args
+    from volo_deploy.quant.options import Int8Options
 
     args = build_parser().parse_args(["--int8", "--int8-weight-bits", "7"])
-    assert _int8_options(args).weight_bits == "7"
-    assert _int8_options(build_parser().parse_args(["--int8"])).weight_bits == "auto"
+    assert options_from_args(Int8Options, args).weight_bits == "7"
+    assert options_from_args(Int8Options, build_parser().parse_args(["--int8"])).weight_bits == "auto"

@@ -50,6 +50,26 @@ def at_least(kind: type, low: float, what: str) -> Callable[[str], Any]:
     return parse
 
 
+def finite_in(low: float, high: float, what: str, *, high_open: bool = False) -> Callable[[str], float]:
+    """A parser (argparse ``type``) of a finite float in ``[low, high]`` (``[low, high)`` with ``high_open``):
+    NaN and infinities are refused, whatever the bounds."""
+    import argparse
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        inside = low <= value < high if high_open else low <= value <= high
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"expected {what}, found {text!r}")
+        return value
+
+    parse.__name__ = "float"  # argparse names the type in its messages
+    return parse
+
+
 positive_int = at_least(int, 1, "a positive integer")
 non_negative_int = at_least(int, 0, "an integer >= 0")
 non_negative_float = at_least(float, 0.0, "a number >= 0")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from volo_deploy.cli.common import add_common_flags, non_negative_int, run_cli, setup_logging
+from volo_deploy.options import finite_in
 
 EPILOG = """\
 exit codes:
@@ -42,24 +43,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated()
 
 
-def _finite(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, found {text!r}")
-    return value
-
-
-def _confidence(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.5 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a confidence in [0.5, 1), found {text!r}")
-    return value
+_finite = finite_in(0.0, math.inf, "a finite number >= 0")
+_confidence = finite_in(0.5, 1.0, "a confidence in [0.5, 1)", high_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,12 +8,12 @@ Accuracy budget: with labeled ``--eval-data`` (or the demo's digits val split) t
 
 from __future__ import annotations
 
-import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from volo_deploy.data.layouts import LAYOUTS
-from volo_deploy.options import flag, positive_int
+from volo_deploy.options import finite_in, flag, positive_int
 from volo_deploy.quant.quantizer import CalibMethod
 
 #: Top-1 agreement (percent) required without labeled --eval-data: published W8A8 ViT PTQ loses
@@ -21,36 +21,18 @@ from volo_deploy.quant.quantizer import CalibMethod
 DEFAULT_MIN_AGREEMENT = 97.0
 
 
+_finite_number = finite_in(-math.inf, math.inf, "a finite number")
+
+
 def _drop(text: str) -> float | None:
     """``--max-drop`` value: a negative number turns the check off (None)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    value = _finite_number(text)
     return None if value < 0 else value
 
 
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a percentage, found {text!r}") from None
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"expected a percentage in 0..100, found {value}")
-    return value
-
-
-def _cosine(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in -1..1, found {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in -1..1, found {value}")
-    return value
-
-
-_drop.__name__ = _percent.__name__ = _cosine.__name__ = "float"
+_drop.__name__ = "float"
+_percent = finite_in(0.0, 100.0, "a percentage in 0..100")
+_cosine = finite_in(-1.0, 1.0, "a number in -1..1")
 
 
 @dataclass(frozen=True)
