@@ -380,7 +380,7 @@ def world(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("docs_world")
     paths = write_imagenet_tree(root)
     paths["checkpoint"] = str(write_checkpoint(root / "my_volo_1k.pth.tar"))
-    subset = sample_subset(open_images(paths["val"], expect_classes=1000), total=100, seed=0)
+    subset = sample_subset(open_images(paths["val"], expect_classes=1000), total=300, seed=0)
     paths["val_subset"] = str(write_manifest(subset, root / "imagenet_val_subset.json"))
     paths["bin"] = str(_bin_dir(root))
     paths["runs"] = str(root / "runs")
@@ -623,6 +623,6 @@ def test_docs_command(cmd: DocCommand, runner: Runner):
     assert "Traceback" not in outcome.proc.stderr, f"{cmd.where}: {cmd.text}\n{outcome.explain()}"
     if rule.needs == "bundle":
         assert (outcome.cwd / "_tools" / "log.trtexec").is_file(), "build_engine.sh never ran trtexec"
-    if outcome.command.startswith("volo-bench"):
+    if outcome.command.startswith("volo-bench") and not re.search(r"(^| )(--version|-h|--help)( |$)", cmd.text):
         bad = [r for r in _bench_rows(outcome) if r[2] not in ("ok", "unavailable", "unsupported")]
         assert not bad, f"{cmd.where}: {cmd.text}\nrows that failed: {bad}\n{outcome.explain()}"

@@ -177,3 +177,21 @@ def test_int8_thresholds_not_finite_or_out_of_range_are_refused_at_parse_time(fl
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["--int8", flag, value])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_resume_config_names_set_aside_images_by_fingerprint_not_by_their_path_in_out(tmp_path):
+    """A copied or moved --out resumes: the set-aside manifest's path inside --out is not compared."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from volo_deploy.harness.bench import _int8_run_config
+    from volo_deploy.quant.options import Int8Options
+
+    def run_in(folder: Path):
+        opts = replace(Int8Options(), calib_data=folder / "shards" / "int8_calibration.json")
+        return SimpleNamespace(opts=opts, info={"excluded_from_evaluation": True, "fingerprint": "sha256:x"})
+
+    assert _int8_run_config(run_in(tmp_path / "a")) == _int8_run_config(run_in(tmp_path / "b"))
+    own = SimpleNamespace(opts=replace(Int8Options(), calib_data=tmp_path / "train"), info={})
+    assert _int8_run_config(own)["calib_data"] == str(tmp_path / "train")  # the user's folder still counts
+    assert _int8_run_config(None) is None

@@ -20,7 +20,7 @@ import os
 import tempfile
 import time
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -261,8 +261,6 @@ def _used_items(job, ref_shards: list) -> tuple[list[tuple[str, int]], list[str]
 
 def _run_config(cfg: BenchConfig, ckpt_sha: str, data_key: str, job, cases, int8=None) -> dict[str, Any]:
     """What shard results depend on: a resumed run must match it exactly."""
-    from dataclasses import asdict
-
     from volo_deploy.harness.shards import RUN_STATE_SCHEMA
 
     return {
@@ -273,7 +271,7 @@ def _run_config(cfg: BenchConfig, ckpt_sha: str, data_key: str, job, cases, int8
         "artifacts": str(cfg.artifacts) if cfg.artifacts else None,
         "calib_data": str(cfg.calib_data) if cfg.calib_data else None, "noisy_cv": cfg.noisy_cv,
         "throughput_mode": cfg.throughput_mode, "data_layout": cfg.data_layout, "calib_layout": cfg.calib_layout,
-        "int8": {k: str(v) for k, v in asdict(int8.opts).items()} if int8 is not None and int8.opts else None,
+        "int8": _int8_run_config(int8),
         "int8_set_aside": int8.info.get("fingerprint") if int8 is not None else None,
     }
 
@@ -286,6 +284,17 @@ def _executor(cfg: BenchConfig):
     from volo_deploy.harness.ray_exec import RayExecutor
 
     return RayExecutor(cfg.ray, dict(cfg.ray_resources), cfg.threads)
+
+
+def _int8_run_config(int8) -> dict[str, str] | None:
+    """The INT8 options as --resume compares them; images set aside from --data are named by their fingerprint
+    (``int8_set_aside``), not by the manifest path inside --out, so a moved or copied --out folder resumes."""
+    if int8 is None or not int8.opts:
+        return None
+    out = {k: str(v) for k, v in asdict(int8.opts).items()}
+    if int8.info.get("excluded_from_evaluation"):
+        out["calib_data"] = "set aside from --data"
+    return out
 
 
 def _open_job(cfg: BenchConfig, exclude: frozenset[str] = frozenset()):
