@@ -285,7 +285,9 @@ def _remeasured(be: str, pr: str, bs: str, bl: Latency, first: LatencyVerdict, l
             pairs[0].extend(got.baseline)
             pairs[1].extend(got.candidate)
             rounds.append(judge_paired(pairs[0], pairs[1], limits))
-            if rounds[-1].state != "unsure":
+            # a rise counts once it holds over both load orders (the re-timer alternates them), where allowed
+            both_orders = len(rounds) > 2 or limits.remeasure_rounds < 2
+            if rounds[-1].state == "pass" or (rounds[-1].state == "fail" and both_orders):
                 break
         else:
             rounds.append(judge_latency(bl, _samples(got.candidate), limits))

@@ -29,7 +29,10 @@ MIN_ITERS = 20
 class Remeasurer:
     """``remeasure(backend, precision, batch)`` -> :class:`Retiming` for ``report`` (and ``baseline``).
 
-    The runners of the last cell stay loaded for its next round; :meth:`close` releases them."""
+    The runners of the last cell stay loaded for its next round, except that an interleaved cell is loaded
+    again in the other order each round (the baseline's artifact first, then the candidate's, then the
+    reverse): two loads of the same model can run at different speeds in one process, and a bias that comes
+    from the load order then shows with both signs. :meth:`close` releases them."""
 
     def __init__(self, report: BenchReport, baseline: BenchReport | None = None) -> None:
         from volo_deploy.harness.bench import thread_settings
@@ -47,6 +50,7 @@ class Remeasurer:
         self.report, self.baseline = report, baseline
         self._cell: tuple[str, str] | None = None
         self._runners: tuple[Any, Any | None, str] = (None, None, "")
+        self._candidate_first = False  # load order of the current interleaved cell
 
     def __call__(self, backend: str, precision: str, batch: int, interleaved_only: bool = False) -> Retiming | None:
         """Time the cell (``interleaved_only``: None, untimed, when the baseline's artifact cannot be timed beside it)."""
@@ -62,12 +66,18 @@ class Remeasurer:
         return Retiming(times[0], times[1] if base is not None else None, note)
 
     def _load(self, backend: str, precision: str, interleaved_only: bool) -> tuple[Any, Any | None, str] | None:
+        if self._cell == (backend, precision) and self._runners[1] is not None:  # next round: the other load order
+            first = not self._candidate_first
+            self.close()
+            self._candidate_first = first
         if self._cell != (backend, precision):
             self.close()
             row = self.report.row(backend, precision)
             if row is None or not row.ok:
                 raise RemeasureError(f"{backend} {precision} was not ok in the report")
-            base, note = None, self._baseline_why(row)
+            base, note, cand = None, self._baseline_why(row), None
+            if self._candidate_first:
+                cand = _load(row, self.report.model.checkpoint_sha256, self.requested)
             if not note:
                 try:
                     base = _load(self.baseline.row(backend, precision), self.report.model.checkpoint_sha256,
@@ -75,8 +85,11 @@ class Remeasurer:
                 except RemeasureError as exc:
                     note = f"baseline's {exc}"
             if note and interleaved_only:
+                if cand is not None:
+                    cand.close()
                 return None
-            cand = _load(row, self.report.model.checkpoint_sha256, self.requested)
+            if cand is None:
+                cand = _load(row, self.report.model.checkpoint_sha256, self.requested)
             if note:
                 note = f"not interleaved ({note}): compared with the baseline's stored samples"
             self._cell, self._runners = (backend, precision), (cand, base, note)
@@ -107,7 +120,7 @@ class Remeasurer:
         for r in self._runners[:2]:
             if r is not None:
                 r.close()
-        self._cell, self._runners = None, (None, None, "")
+        self._cell, self._runners, self._candidate_first = None, (None, None, ""), False
 
 
 def _same_cpu(report: BenchReport) -> None:
