@@ -82,7 +82,7 @@ def export_model(
     backend_obj.check_precision(request.precision)
     backend_obj.check_request(request)
     model, info, ckpt_sha = load_checkpoint_once(checkpoint, model_name, img_size)
-    class_names(model.cfg.num_classes, request.labels)  # a --labels file of another line count: refused now
+    classes = class_names(model.cfg.num_classes, request.labels)  # a --labels file of another line count: refused now
     for note in info.notes:
         log.info("note: %s", note)
     log.info("model: %s", info.describe())
@@ -92,16 +92,15 @@ def export_model(
     request = dataclasses.replace(request, checkpoint_sha256=ckpt_sha, val_data=val_data, n_validate=n_validate,
                                   tolerance=tolerance)
     try:
-        meta = {**model_metadata(model, info, ckpt_sha), "class_names": class_names(model.cfg.num_classes,
-                                                                                   request.labels)[1]}
-        return _stage_and_publish(backend_obj, model, request, meta, out, model_file)
+        meta = {**model_metadata(model, info, ckpt_sha), "class_names": classes[1]}
+        return _stage_and_publish(backend_obj, model, request, meta, out, model_file, classes)
     except BaseException:  # Ctrl-C and SIGTERM included: no folder of this run is left behind
         artifacts.remove_created(created)
         raise
 
 
 def _stage_and_publish(backend_obj: Backend, model: VOLO, request: ExportRequest, model_meta: dict[str, Any],
-                       out: Path, model_file: str) -> ExportResult:
+                       out: Path, model_file: str, classes: tuple[list[str] | None, str | None]) -> ExportResult:
     """Export into a staging folder in ``out``, validate, write the manifest there, publish the set (manifest last)."""
     with artifacts.staging_dir(out) as staged:
         start = time.perf_counter()
@@ -112,7 +111,7 @@ def _stage_and_publish(backend_obj: Backend, model: VOLO, request: ExportRequest
             log.info("validation skipped: %s", made.validation.reason)
         else:
             validation, executed = validate_export(backend_obj, model, request, staged / model_file)
-        names = [model_file, *made.files, *_labels_file(staged, model.cfg.num_classes, request.labels, made.files)]
+        names = [model_file, *made.files, *_labels_file(staged, classes, made.files)]
         manifest = build_manifest(backend_obj, request, model_file, model_meta, made, export_s, validation, executed,
                                   artifacts.file_entries(staged, names))
         _disk_full_named(lambda: artifacts.atomic_write_json(staged / artifacts.MANIFEST_NAME, manifest),
@@ -132,14 +131,15 @@ def _stage_and_publish(backend_obj: Backend, model: VOLO, request: ExportRequest
     )
 
 
-def _labels_file(staged: Path, num_classes: int, labels: Path | None, made: list[str]) -> list[str]:
-    """``labels.txt`` (class names, one per line) next to the model when names are known: ImageNet-1k
-    for 1000 classes, or ``--labels``; [] otherwise or when the backend wrote its own."""
-    names, source = class_names(num_classes, labels)
+def _labels_file(staged: Path, classes: tuple[list[str] | None, str | None], made: list[str]) -> list[str]:
+    """``labels.txt`` (class names, one per line) next to the model when names are known (``classes``: from
+    :func:`class_names`: ImageNet-1k for 1000 classes, or ``--labels``); [] otherwise or when the backend
+    wrote its own."""
+    names, source = classes
     if names is None or "labels.txt" in made:
         return []
     (staged / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
-    log.info(f"classes: {num_classes} names from {source} (labels.txt), e.g. 0 = {names[0]}")
+    log.info(f"classes: {len(names)} names from {source} (labels.txt), e.g. 0 = {names[0]}")
     return ["labels.txt"]
 
 
